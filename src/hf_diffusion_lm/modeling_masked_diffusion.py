@@ -1,0 +1,187 @@
+"""`MaskedDiffusionForLM`: a bidirectional transformer trained with the masked-diffusion ELBO."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers.utils import ModelOutput
+
+from .configuration_masked_diffusion import MaskedDiffusionConfig
+from .modeling_backbone import BackboneModel, BackbonePreTrainedModel, check_labels_shape, check_token_ids
+from .schedules import get_noise_schedule, sample_times
+
+
+@dataclass
+class MaskedDiffusionOutput(ModelOutput):
+    """
+    Args:
+        loss: the masked-diffusion loss (the ELBO by default) in nats per scored token, when `labels` were given.
+        logits: `[batch, seq, vocab]`; the MASK logit is -inf.
+        noise_times: `[batch]` diffusion times used for the loss.
+        noise_mask: `[batch, seq]` bool, the positions replaced by MASK.
+        masked_fraction: share of the scored tokens that were masked.
+        masked_token_loss: unweighted mean cross-entropy of the masked tokens (nats).
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    noise_times: torch.FloatTensor | None = None
+    noise_mask: torch.BoolTensor | None = None
+    masked_fraction: torch.FloatTensor | None = None
+    masked_token_loss: torch.FloatTensor | None = None
+
+
+class MaskedDiffusionForLM(BackbonePreTrainedModel):
+    """Absorbing-state diffusion LM: predicts the clean token at every MASK position of a partially masked input.
+
+    Not conditioned on time (MDLM's "SUBS"): the network only sees which tokens are masked, which is what lets a
+    sampler reuse predictions across steps.
+    """
+
+    config: MaskedDiffusionConfig
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    remote_code_auto_classes = ("AutoModel", "AutoModelForMaskedLM")
+
+    def __init__(self, config: MaskedDiffusionConfig):
+        super().__init__(config)
+        self.model = BackboneModel(config, is_causal=False)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.noise_schedule = get_noise_schedule(config.noise_schedule, config.time_epsilon)
+        self.post_init()
+
+    def add_noise(
+        self, clean_ids: torch.LongTensor, scored: torch.BoolTensor, noise_times: torch.Tensor
+    ) -> torch.BoolTensor:
+        """Forward process: each scored token is masked independently with probability 1 - alpha(t).
+
+        clean_ids, scored: `[batch, seq]`; noise_times: `[batch]`. Returns the `[batch, seq]` bool noise mask.
+        """
+        masking_probability = self.noise_schedule.masking_probability(noise_times.float())[:, None]
+        draws = torch.rand(clean_ids.shape, device=clean_ids.device)
+        return (draws < masking_probability) & scored
+
+    def diffusion_loss(
+        self,
+        logits: torch.Tensor,
+        clean_ids: torch.LongTensor,
+        noise_mask: torch.BoolTensor,
+        noise_times: torch.Tensor,
+        num_scored: torch.Tensor | int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The masked-diffusion objective: sum over masked tokens of w(t) * CE, divided by `num_scored`.
+
+        With the ELBO weight its expectation over t and the masks is the negative ELBO per scored token. Returns
+        `(loss, masked_token_loss)`, the latter the unweighted mean CE over masked tokens (for logging).
+        """
+        token_ce = F.cross_entropy(logits[noise_mask].float(), clean_ids[noise_mask], reduction="none")
+        if self.config.loss_weighting == "elbo":
+            weights = self.noise_schedule.elbo_weight(noise_times.float())
+        else:
+            weights = torch.ones_like(noise_times, dtype=torch.float)
+        token_weights = weights[:, None].expand_as(noise_mask)[noise_mask]
+        loss = (token_ce * token_weights).sum() / num_scored
+        masked_token_loss = token_ce.detach().mean() if token_ce.numel() else token_ce.detach().sum()
+        return loss, masked_token_loss
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        noise_times: torch.Tensor | None = None,
+        noise_mask: torch.BoolTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        **kwargs,
+    ) -> MaskedDiffusionOutput:
+        """
+        Args:
+            input_ids: `[batch, seq]`. Without `labels`, the (possibly masked) input to denoise. With `labels`, the
+                clean sequence is `labels` where they are not -100 and `input_ids` elsewhere.
+            attention_mask: `[batch, seq]`, 0 on padding; attention is bidirectional over the rest.
+            labels: `[batch, seq]` clean token ids, -100 where a position is never noised nor scored (prompt,
+                padding). When given, the model noises the sequence itself and returns the loss.
+            noise_times: `[batch]` times in (0, 1] to use instead of drawing them (a trainer coordinates them
+                across processes); drawn with `config.time_sampling` otherwise.
+            noise_mask: `[batch, seq]` bool, the positions to mask instead of drawing them (needs `noise_times`
+                unless `loss_weighting="uniform"`). Positions with label -100 are never masked.
+            num_items_in_batch: the number of scored tokens in the whole (global, accumulated) batch, passed by
+                the `Trainer`; the loss is divided by it instead of by this batch's count.
+        Returns:
+            `MaskedDiffusionOutput`: logits `[batch, seq, vocab]` and, with labels, the loss in nats per scored
+            token plus what a trainer logs.
+        """
+        if input_ids is not None:
+            check_token_ids("input_ids", input_ids, self.config.vocab_size)
+        if labels is None:
+            outputs = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                inputs_embeds=inputs_embeds,
+                **kwargs,
+            )
+            logits = self.denoising_logits(outputs.last_hidden_state, input_ids)
+            return MaskedDiffusionOutput(
+                logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+            )
+
+        if input_ids is None:
+            raise ValueError("Training with labels needs input_ids (the clean sequence), not inputs_embeds.")
+        check_labels_shape(labels, input_ids)
+        check_token_ids("labels", labels, self.config.vocab_size, ignore_index=-100)
+        scored = labels != -100
+        clean_ids = torch.where(scored, labels, input_ids)
+        if noise_times is None:
+            if noise_mask is not None and self.config.loss_weighting == "elbo":
+                raise ValueError("A noise_mask needs the noise_times it was drawn at, to weight the ELBO.")
+            noise_times = sample_times(
+                input_ids.shape[0], self.config.time_sampling, self.config.time_epsilon, device=input_ids.device
+            )
+        if noise_times.shape != (input_ids.shape[0],):
+            raise ValueError(
+                f"noise_times have shape {tuple(noise_times.shape)}; expected one time per sequence, "
+                f"({input_ids.shape[0]},)."
+            )
+        if noise_mask is None:
+            noise_mask = self.add_noise(clean_ids, scored, noise_times)
+        else:
+            check_labels_shape(noise_mask, input_ids)
+            noise_mask = noise_mask.bool() & scored
+        noisy_ids = clean_ids.masked_fill(noise_mask, self.config.mask_token_id)
+
+        outputs = self.model(input_ids=noisy_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+        logits = self.lm_head(outputs.last_hidden_state)
+        # The clean data never contains MASK, so the model never predicts it.
+        logits[..., self.config.mask_token_id] = float("-inf")
+        num_scored_here = scored.sum()
+        num_scored = num_items_in_batch if num_items_in_batch is not None else num_scored_here.clamp(min=1)
+        loss, masked_token_loss = self.diffusion_loss(logits, clean_ids, noise_mask, noise_times, num_scored)
+        return MaskedDiffusionOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            noise_times=noise_times,
+            noise_mask=noise_mask,
+            masked_fraction=(noise_mask.sum() / num_scored_here.clamp(min=1)).detach(),
+            masked_token_loss=masked_token_loss,
+        )
+
+    def denoising_logits(self, hidden_states: torch.Tensor, input_ids: torch.LongTensor | None) -> torch.Tensor:
+        """Logits `[batch, seq, vocab]` for a noisy input: MASK is never predicted, and with
+        `config.copy_unmasked_tokens` an unmasked position keeps its own token with probability one."""
+        logits = self.lm_head(hidden_states)
+        logits[..., self.config.mask_token_id] = float("-inf")
+        if self.config.copy_unmasked_tokens and input_ids is not None:
+            unmasked = input_ids != self.config.mask_token_id
+            carried = torch.full_like(logits, float("-inf")).scatter_(-1, input_ids[..., None], 0.0)
+            logits = torch.where(unmasked[..., None], carried, logits)
+        return logits
+
+
+__all__ = ["MaskedDiffusionForLM", "MaskedDiffusionOutput"]
