@@ -133,12 +133,13 @@ class BackboneModel(BackbonePreTrainedModel):
             position_ids = (torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_length)[None]
 
         if self.is_causal:
+            # Position ids are left out on purpose: given non-increasing ids without a padding mask, the mask builder
+            # would read them as packed documents, but here they are the permuted positions of one sequence.
             mask = create_causal_mask(
                 config=self.config,
                 inputs_embeds=inputs_embeds,
                 attention_mask=attention_mask,
                 past_key_values=past_key_values,
-                position_ids=position_ids,
             )
         else:
             mask = create_bidirectional_mask(

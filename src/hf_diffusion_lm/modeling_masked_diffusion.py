@@ -17,7 +17,8 @@ class MaskedDiffusionOutput(ModelOutput):
     """
     Args:
         loss: the masked-diffusion loss (the ELBO by default) in nats per scored token, when `labels` were given.
-        logits: `[batch, seq, vocab]`; the MASK logit is -inf.
+        logits: `[batch, seq, vocab]`. Without labels the MASK logit is -inf; with labels they are the raw head
+            output (the loss excludes MASK exactly, without the copy that writing -inf into the logits costs).
         noise_times: `[batch]` diffusion times used for the loss.
         noise_mask: `[batch, seq]` bool, the positions replaced by MASK.
         masked_fraction: share of the scored tokens that were masked.
@@ -76,14 +77,19 @@ class MaskedDiffusionForLM(BackbonePreTrainedModel):
         With the ELBO weight its expectation over t and the masks is the negative ELBO per scored token. Returns
         `(loss, masked_token_loss)`, the latter the unweighted mean CE over masked tokens (for logging).
         """
-        token_ce = F.cross_entropy(logits[noise_mask].float(), clean_ids[noise_mask], reduction="none")
+        log_probs = F.log_softmax(logits.float(), dim=-1)
+        # One gather picks the target and the MASK column (the cost of a plain cross-entropy); renormalising without
+        # MASK, log p(x | not MASK) = log p(x) - log(1 - p(MASK)), equals a -inf MASK logit without copying logits.
+        mask_column = torch.full_like(clean_ids, self.config.mask_token_id)
+        picked = log_probs.gather(-1, torch.stack([clean_ids, mask_column], dim=-1))
+        token_ce = torch.log(-torch.expm1(picked[..., 1])) - picked[..., 0]
+        token_ce = torch.where(noise_mask, token_ce, 0.0)  # [batch, seq]
         if self.config.loss_weighting == "elbo":
             weights = self.noise_schedule.elbo_weight(noise_times.float())
         else:
             weights = torch.ones_like(noise_times, dtype=torch.float)
-        token_weights = weights[:, None].expand_as(noise_mask)[noise_mask]
-        loss = (token_ce * token_weights).sum() / num_scored
-        masked_token_loss = token_ce.detach().mean() if token_ce.numel() else token_ce.detach().sum()
+        loss = (token_ce * weights[:, None]).sum() / num_scored
+        masked_token_loss = token_ce.detach().sum() / noise_mask.sum().clamp(min=1)
         return loss, masked_token_loss
 
     def forward(
@@ -156,8 +162,6 @@ class MaskedDiffusionForLM(BackbonePreTrainedModel):
 
         outputs = self.model(input_ids=noisy_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
         logits = self.lm_head(outputs.last_hidden_state)
-        # The clean data never contains MASK, so the model never predicts it.
-        logits[..., self.config.mask_token_id] = float("-inf")
         num_scored_here = scored.sum()
         num_scored = num_items_in_batch if num_items_in_batch is not None else num_scored_here.clamp(min=1)
         loss, masked_token_loss = self.diffusion_loss(logits, clean_ids, noise_mask, noise_times, num_scored)
@@ -172,11 +176,17 @@ class MaskedDiffusionForLM(BackbonePreTrainedModel):
             masked_token_loss=masked_token_loss,
         )
 
+    def output_logits(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`lm_head` logits `[batch, seq, vocab]` with MASK's set to -inf: clean data never contains MASK."""
+        logits = self.lm_head(hidden_states)
+        never_mask = torch.zeros(logits.shape[-1], device=logits.device, dtype=logits.dtype)
+        never_mask[self.config.mask_token_id] = float("-inf")
+        return logits + never_mask
+
     def denoising_logits(self, hidden_states: torch.Tensor, input_ids: torch.LongTensor | None) -> torch.Tensor:
         """Logits `[batch, seq, vocab]` for a noisy input: MASK is never predicted, and with
         `config.copy_unmasked_tokens` an unmasked position keeps its own token with probability one."""
-        logits = self.lm_head(hidden_states)
-        logits[..., self.config.mask_token_id] = float("-inf")
+        logits = self.output_logits(hidden_states)
         if self.config.copy_unmasked_tokens and input_ids is not None:
             unmasked = input_ids != self.config.mask_token_id
             carried = torch.full_like(logits, float("-inf")).scatter_(-1, input_ids[..., None], 0.0)

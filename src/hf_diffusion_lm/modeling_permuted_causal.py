@@ -173,11 +173,7 @@ class PermutedCausalLM(BackbonePreTrainedModel, GenerationMixin):
             input_ids = input_ids.gather(1, order)
         else:
             inputs_embeds = inputs_embeds.gather(1, order[..., None].expand_as(inputs_embeds))
-        # An explicit mask is required: with permuted position ids and no mask, transformers' mask builder would
-        # take the sequence for several packed documents.
-        if attention_mask is None:
-            attention_mask = torch.ones_like(order)
-        else:
+        if attention_mask is not None:
             attention_mask = attention_mask.gather(1, order)
         if labels is not None:
             labels = labels.gather(1, order)
