@@ -48,7 +48,7 @@ def build_models(args):
         "LlamaForCausalLM": LlamaForCausalLM(LlamaConfig(**shape)),
         "PermutedCausalLM N=1": PermutedCausalLM(PermutedCausalConfig(**shape)),
         "PermutedCausalLM N=16": PermutedCausalLM(PermutedCausalConfig(**shape, num_orders=16)),
-        "MaskedDiffusionForLM": MaskedDiffusionForLM(MaskedDiffusionConfig(**shape, mask_token_id=50257)),
+        "MaskedDiffusionForLM": MaskedDiffusionForLM(MaskedDiffusionConfig(**shape, mask_token_id=args.vocab - 1)),
     }
     dtype = getattr(torch, args.dtype)
     return {name: model.to(args.device, dtype).train() for name, model in models.items()}
@@ -68,7 +68,7 @@ def main():
     args = parse_args()
     torch.manual_seed(0)
     models = build_models(args)
-    batch = torch.randint(0, 50257, (args.batch, args.seq), device=args.device)
+    batch = torch.randint(0, args.vocab - 1, (args.batch, args.seq), device=args.device)
     parameters = {name: sum(p.numel() for p in model.parameters()) for name, model in models.items()}
     assert len(set(parameters.values())) == 1, parameters
     times = {name: [] for name in models}
