@@ -5,7 +5,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard, ModelCardData
 
 
-TEMPLATE = Path(__file__).parents[1] / "model_cards" / "template.md"
+TEMPLATE = Path(__file__).parents[1] / "src" / "hf_diffusion_lm" / "templates" / "model_card.md"
 
 
 def test_template_renders_metadata_and_every_field():

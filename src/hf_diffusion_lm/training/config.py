@@ -1,0 +1,82 @@
+"""The training configuration (a `TrainingArguments` extension, as TRL's `SFTConfig`) and the model arguments."""
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+
+@dataclass
+class ModelArguments:
+    """Which model to train and its size. Field names follow `LlamaConfig`."""
+
+    model: str = field(
+        default="masked_diffusion",
+        metadata={"help": "masked_diffusion, permuted_causal, or any transformers causal-LM model type (gpt2, llama, "
+                          "mamba, ...) as an extra AR baseline."},
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Start from these weights (a local folder or Hub id) instead of from scratch."}
+    )
+    hidden_size: int = field(default=128, metadata={"help": "Width d."})
+    num_hidden_layers: int = field(default=4, metadata={"help": "Number of layers L."})
+    num_attention_heads: int = field(default=4, metadata={"help": "Attention heads; must divide hidden_size."})
+    num_key_value_heads: int | None = field(default=None, metadata={"help": "Grouped-query attention (default: heads)."})
+    intermediate_size: int | None = field(
+        default=None, metadata={"help": "SwiGLU inner size; default int(8 d / 3 / 64) * 64 as in the paper."}
+    )
+    max_position_embeddings: int | None = field(default=None, metadata={"help": "Default: the block size."})
+    tie_word_embeddings: bool = field(default=True, metadata={"help": "Share input embedding and output head."})
+    hidden_dropout: float = field(default=0.0, metadata={"help": "Residual/embedding dropout (paper: 0.1)."})
+    attention_dropout: float = field(default=0.0, metadata={"help": "Dropout on attention probabilities."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "eager, sdpa, flash_attention_2, ..."})
+    num_orders: int = field(default=1, metadata={"help": "permuted_causal: number of token orderings N."})
+    order_seed: int = field(default=0, metadata={"help": "permuted_causal: seed of the orderings."})
+    order_conditioning: str = field(default="none", metadata={"help": "permuted_causal: none or target."})
+    noise_schedule: str = field(default="linear", metadata={"help": "masked_diffusion: linear, cosine, log-linear."})
+    loss_weighting: str = field(default="elbo", metadata={"help": "masked_diffusion: elbo or uniform."})
+    time_sampling: str = field(default="antithetic", metadata={"help": "masked_diffusion: antithetic or iid."})
+    pad_vocab_to_multiple_of: int = field(default=1, metadata={"help": "Round the vocabulary up (paper: 128)."})
+
+
+@dataclass
+class LMTrainingConfig(TrainingArguments):
+    """`TrainingArguments` plus the data and validation settings of a data-constrained run."""
+
+    dataset: str = field(
+        default="rules",
+        metadata={"help": "'rules' (the abstract-rule data, generated here), a Hub dataset name, or a local file "
+                          "format (text, json, parquet) with data_files."},
+    )
+    data_files: list[str] | None = field(default=None, metadata={"help": "Local files for text/json/parquet."})
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    dataset_split: str = field(default="train", metadata={"help": "Split holding the training documents."})
+    text_column: str = field(default="text", metadata={"help": "Column with the documents' text."})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer folder or Hub id (text data)."})
+    block_size: int = field(default=256, metadata={"help": "Tokens per packed training sequence."})
+    unique_tokens: int | None = field(
+        default=None, metadata={"help": "U: train on exactly the first U tokens of the corpus (default: all)."}
+    )
+    validation_tokens: int = field(
+        default=65536, metadata={"help": "Tokens of held-out documents (after the training ones) for validation."}
+    )
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    rules: list[int] | None = field(default=None, metadata={"help": "rules data: the rule ids to use (default: all)."})
+    heldout_rules: list[int] | None = field(
+        default=None,
+        metadata={"help": "rules data: rule ids never trained on. Default: the paper's [1, 16, 20, 34, 37] when `rules` "
+                          "is not set, none when it is."},
+    )
+    samples_per_rule: int = field(default=400, metadata={"help": "rules data: training samples per rule."})
+    validation_samples_per_rule: int = field(default=50, metadata={"help": "rules data: fresh validation samples."})
+    rule_scheme: str = field(default="attribute", metadata={"help": "rules data: attribute or object tokens."})
+    validation_repeats: int = field(
+        default=4, metadata={"help": "Monte Carlo repetitions K of the diffusion validation ELBO (paper: 32)."}
+    )
+    validation_seed: int = field(default=1234, metadata={"help": "Seed of the validation masks and times."})
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after this many evaluations without a better validation loss."}
+    )
+    include_num_input_tokens_seen: str = field(
+        default="non_padding", metadata={"help": "Count training tokens (needed for tokens seen and epochs)."}
+    )
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep every collated column."})
