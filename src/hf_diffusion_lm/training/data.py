@@ -107,9 +107,14 @@ def build_text_datasets(
     ends = np.cumsum(tokenized["length"])  # ends[i]: tokens in documents 0..i
     total = int(ends[-1]) if len(ends) else 0
     if unique_tokens is None:
-        first_validation = int(np.searchsorted(ends, total - validation_tokens, side="left")) + 1
-        first_validation = min(max(first_validation, 1), len(ends) - 1) if len(ends) > 1 else len(ends)
-        unique_tokens = int(ends[first_validation - 1]) if first_validation else 0
+        # The document holding position total - validation_tokens starts validation; all earlier ones train.
+        first_validation = int(np.searchsorted(ends, total - validation_tokens, side="right"))
+        if first_validation == 0:
+            raise ValueError(
+                f"validation_tokens={validation_tokens} leaves no training documents in a corpus of {total} tokens; "
+                "lower validation_tokens or add data."
+            )
+        unique_tokens = int(ends[first_validation - 1])
     else:
         if unique_tokens < 1 or unique_tokens > total:
             raise ValueError(

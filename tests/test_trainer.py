@@ -1,0 +1,130 @@
+"""LMTrainer: learning, global-batch noise, loss scaling, deterministic validation, logs, resume, bad input."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from hf_diffusion_lm.flops import reference_parameter_count
+from hf_diffusion_lm.training import LMTrainer, global_batch_noise
+
+from trainer_helpers import logged_losses, tiny_setup, tiny_trainer
+
+
+@pytest.mark.parametrize("model, num_orders", [("masked_diffusion", 1), ("permuted_causal", 1),
+                                                ("permuted_causal", 4), ("gpt2", 1)])
+def test_validation_loss_decreases_for_every_model_class(tmp_path, model, num_orders):
+    trainer = tiny_trainer(tmp_path, model=model, num_orders=num_orders, max_steps=40)
+    before = trainer.evaluate()["eval_loss"]
+    trainer.train()
+    after = trainer.evaluate()
+    assert after["eval_loss"] < before - 0.5, (before, after["eval_loss"])
+    assert after["eval_bits_per_token"] == pytest.approx(after["eval_loss"] / 0.6931471805599453)
+    assert after["eval_perplexity"] == pytest.approx(torch.tensor(after["eval_loss"]).exp().item(), rel=1e-6)
+
+
+def test_logs_tokens_epochs_flops_and_masked_fraction(tmp_path):
+    trainer = tiny_trainer(tmp_path, max_steps=6)
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logs) == 6
+    last = logs[-1]
+    tokens = 6 * 8 * 32  # steps x batch x block, no padding in these blocks
+    assert last["tokens_seen"] == tokens and last["unique_tokens"] == 2400
+    assert last["epochs_over_unique"] == pytest.approx(tokens / 2400)
+    assert trainer.state.total_flos == pytest.approx(6 * reference_parameter_count(trainer.model.config) * tokens)
+    assert last["flops"] == pytest.approx(trainer.state.total_flos)
+    assert all(0.0 < entry["masked_fraction"] < 1.0 for entry in logs)
+
+
+def test_noise_times_of_processes_and_accumulation_steps_form_one_antithetic_set(tmp_path, monkeypatch):
+    trainer = tiny_trainer(tmp_path, per_device_train_batch_size=4, gradient_accumulation_steps=2)
+    args_class = type(trainer.args)
+    inputs = {"input_ids": torch.zeros(4, 32, dtype=torch.long)}
+    monkeypatch.setattr(args_class, "world_size", property(lambda self: 2))
+    collected = []
+    for micro_batch in range(2):
+        for rank in range(2):
+            monkeypatch.setattr(args_class, "process_index", property(lambda self, rank=rank: rank))
+            trainer._micro_batch = micro_batch
+            trainer._noise_step = trainer.state.global_step
+            collected.append(trainer.global_batch_inputs(inputs)["noise_times"])
+    times = torch.cat(collected)
+    assert times.shape == (16,)
+    gaps = times.sort().values.diff()
+    assert torch.allclose(gaps, torch.full_like(gaps, (1 - 1e-3) / 16), atol=1e-6)  # one antithetic set of 16
+    expected, _ = global_batch_noise(trainer.args.seed, trainer.state.global_step, 16, 32)
+    assert torch.equal(times, expected)  # slot a * world + r holds rows 4 (a * 2 + r) ...
+
+
+def test_gradient_accumulation_reproduces_the_full_batch(tmp_path):
+    full = tiny_trainer(tmp_path / "full", max_steps=5, per_device_train_batch_size=8)
+    full.train()
+    accumulated = tiny_trainer(tmp_path / "accumulated", max_steps=5, per_device_train_batch_size=4,
+                               gradient_accumulation_steps=2)
+    accumulated.train()
+    assert logged_losses(accumulated) == pytest.approx(logged_losses(full), rel=1e-5)
+    for (name, p), q in zip(full.model.named_parameters(), accumulated.model.parameters()):
+        assert torch.allclose(p, q, atol=1e-5), name
+
+
+def test_validation_elbo_is_the_same_number_every_time(tmp_path):
+    trainer = tiny_trainer(tmp_path, validation_repeats=3)
+    first = trainer.evaluate()
+    torch.manual_seed(12345)  # the global RNG must not matter
+    torch.rand(100)
+    second = trainer.evaluate()
+    assert first["eval_loss"] == second["eval_loss"]
+    assert first["eval_loss_standard_error"] > 0  # the repetitions do differ from one another
+
+
+class StopAt(TrainerCallback):
+    """Ends training after `step`, as if the job had been killed right after its checkpoint."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+@pytest.mark.parametrize("model, num_orders", [("masked_diffusion", 1), ("permuted_causal", 4)])
+def test_a_killed_and_resumed_run_continues_with_exactly_the_same_losses(tmp_path, model, num_orders):
+    data = tiny_setup(tmp_path)
+    settings = dict(model=model, num_orders=num_orders, data=data, max_steps=8, save_strategy="steps", save_steps=4)
+    uninterrupted = tiny_trainer(tmp_path / "a", **settings)
+    uninterrupted.train()
+    killed = tiny_trainer(tmp_path / "b", **settings)
+    killed.add_callback(StopAt(4))
+    killed.train()
+    assert len(logged_losses(killed)) == 4
+    resumed = tiny_trainer(tmp_path / "b", **settings)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "out" / "checkpoint-4"))
+    assert logged_losses(resumed)[-4:] == logged_losses(uninterrupted)[-4:]
+
+
+def load_recipe():
+    sys.path.insert(0, str(Path(__file__).parents[1] / "recipes"))
+    import train
+
+    return train
+
+
+def test_recipe_refuses_bad_input_before_writing_anything(tmp_path):
+    train = load_recipe()
+    output = tmp_path / "out"
+    common = ["--output_dir", str(output), "--max_steps", "1", "--samples_per_rule", "2"]
+    with pytest.raises(ValueError, match="model='bert-base-foo' is unknown"):
+        train.main(["--model", "bert-base-foo", *common])
+    with pytest.raises(ValueError, match="block_size=244 exceeds max_position_embeddings=128"):
+        train.main(["--max_position_embeddings", "128", *common])
+    bad_config = tmp_path / "bad.yaml"
+    bad_config.write_text("model: masked_diffusion\nlearning_rat: 0.1\n")
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['learning_rat'\]"):
+        train.main([str(bad_config), *common])
+    with pytest.raises(ValueError, match="set tokenizer_name"):
+        train.main(["--dataset", "text", "--data_files", "x.txt", *common])
+    assert not output.exists()
