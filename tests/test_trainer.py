@@ -128,3 +128,20 @@ def test_recipe_refuses_bad_input_before_writing_anything(tmp_path):
     with pytest.raises(ValueError, match="set tokenizer_name"):
         train.main(["--dataset", "text", "--data_files", "x.txt", *common])
     assert not output.exists()
+
+
+@pytest.mark.parametrize("family, model", [("ar", "permuted_causal"), ("diffusion", "masked_diffusion")])
+def test_paper_configs_mirror_the_setup_table(family, model):
+    train = load_recipe()
+    config_path = Path(__file__).parents[1] / "recipes" / "configs" / f"c4_{family}_117M.yaml"
+    model_args, config = train.parse_config([str(config_path), "--bf16", "false", "--use_cpu", "true"])
+    assert model_args.model == model
+    assert (model_args.hidden_size, model_args.num_attention_heads, model_args.num_hidden_layers) == (768, 12, 12)
+    assert model_args.hidden_dropout == 0.1 and model_args.pad_vocab_to_multiple_of == 128
+    assert config.block_size == 2048 and config.unique_tokens == 100_000_000
+    assert config.per_device_train_batch_size * config.gradient_accumulation_steps * 8 == 256  # on 8 GPUs
+    assert (config.learning_rate, config.lr_scheduler_kwargs["min_lr_rate"]) == (2e-4, 0.1)
+    assert (config.adam_beta1, config.adam_beta2, config.weight_decay, config.max_grad_norm) == (0.9, 0.95, 0.1, 1.0)
+    assert config.warmup_steps == 0.01 and config.lr_scheduler_type == "cosine_with_min_lr"
+    with pytest.raises(ValueError, match="size='118M' is not one of the paper's sizes"):
+        train.parse_config([str(config_path), "--size", "118M", "--bf16", "false", "--use_cpu", "true"])

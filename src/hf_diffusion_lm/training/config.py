@@ -5,6 +5,15 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 
+# (width d, heads, layers) of the data-constrained paper's model sizes (its setup table).
+PAPER_SIZES = {
+    "7M": (128, 4, 3), "14M": (224, 7, 4), "35M": (448, 7, 6), "57M": (576, 9, 9), "117M": (768, 12, 12),
+    "140M": (768, 12, 15), "217M": (896, 14, 18), "306M": (1024, 16, 20), "425M": (1280, 10, 18),
+    "552M": (1280, 10, 24), "724M": (1536, 12, 22), "1018M": (1792, 14, 23), "1429M": (2048, 16, 25),
+    "2283M": (2304, 18, 32), "2639M": (2560, 20, 30),
+}
+
+
 @dataclass
 class ModelArguments:
     """Which model to train and its size. Field names follow `LlamaConfig`."""
@@ -16,6 +25,11 @@ class ModelArguments:
     )
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Start from these weights (a local folder or Hub id) instead of from scratch."}
+    )
+    size: str | None = field(
+        default=None,
+        metadata={"help": f"One of the paper's sizes {list(PAPER_SIZES)}: sets hidden_size, num_attention_heads and "
+                          "num_hidden_layers."},
     )
     hidden_size: int = field(default=128, metadata={"help": "Width d."})
     num_hidden_layers: int = field(default=4, metadata={"help": "Number of layers L."})
@@ -36,6 +50,12 @@ class ModelArguments:
     loss_weighting: str = field(default="elbo", metadata={"help": "masked_diffusion: elbo or uniform."})
     time_sampling: str = field(default="antithetic", metadata={"help": "masked_diffusion: antithetic or iid."})
     pad_vocab_to_multiple_of: int = field(default=1, metadata={"help": "Round the vocabulary up (paper: 128)."})
+
+    def __post_init__(self):
+        if self.size is not None:
+            if self.size not in PAPER_SIZES:
+                raise ValueError(f"size={self.size!r} is not one of the paper's sizes {list(PAPER_SIZES)}.")
+            self.hidden_size, self.num_attention_heads, self.num_hidden_layers = PAPER_SIZES[self.size]
 
 
 @dataclass
