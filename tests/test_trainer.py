@@ -145,3 +145,17 @@ def test_paper_configs_mirror_the_setup_table(family, model):
     assert config.warmup_steps == 0.01 and config.lr_scheduler_type == "cosine_with_min_lr"
     with pytest.raises(ValueError, match="size='118M' is not one of the paper's sizes"):
         train.parse_config([str(config_path), "--size", "118M", "--bf16", "false", "--use_cpu", "true"])
+
+
+def test_best_checkpoint_by_validation_loss_and_early_stopping(tmp_path):
+    # A far too high learning rate makes validation worse after the first evaluations, so training stops early.
+    trainer = tiny_trainer(tmp_path, max_steps=40, learning_rate=1.0, eval_strategy="steps", eval_steps=2,
+                           save_strategy="steps", save_steps=2, load_best_model_at_end=True,
+                           metric_for_best_model="eval_loss", greater_is_better=False, early_stopping_patience=2)
+    trainer.train()
+    evaluations = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    best = min(evaluations, key=lambda entry: entry["eval_loss"])
+    assert trainer.state.global_step < 40
+    assert trainer.state.best_metric == best["eval_loss"]
+    assert trainer.state.best_model_checkpoint.endswith(f"checkpoint-{best['step']}")
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(best["eval_loss"], rel=1e-6)  # best weights reloaded
