@@ -15,7 +15,7 @@ TINY_RUN = [
     "--samples_per_rule", "8", "--rules", "0", "3", "--hidden_size", "32", "--num_hidden_layers", "2",
     "--max_steps", "4", "--validation_samples_per_rule", "2", "--logging_steps", "1", "--eval_strategy", "no",
     "--save_strategy", "no", "--load_best_model_at_end", "false", "--disable_tqdm", "true", "--warmup_steps", "0",
-    "--learning_rate", "0.01",
+    "--learning_rate", "0.01", "--rule_metric_samples", "0",
 ]
 
 

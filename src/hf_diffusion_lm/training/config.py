@@ -89,6 +89,11 @@ class LMTrainingConfig(TrainingArguments):
     samples_per_rule: int = field(default=400, metadata={"help": "rules data: training samples per rule."})
     validation_samples_per_rule: int = field(default=50, metadata={"help": "rules data: fresh validation samples."})
     rule_scheme: str = field(default="attribute", metadata={"help": "rules data: attribute or object tokens."})
+    rule_metric_samples: int = field(
+        default=200,
+        metadata={"help": "rules data: unconditional samples generated for the end-of-run rule metrics (0: no rule "
+                          "metrics)."},
+    )
     validation_repeats: int = field(
         default=4, metadata={"help": "Monte Carlo repetitions K of the diffusion validation ELBO (paper: 32)."}
     )

@@ -25,6 +25,30 @@ def describe_data(config, datasets) -> str:
             f"{len(datasets['validation'])} validation blocks from later documents.")
 
 
+def rule_metrics(model, tokenizer, datasets, config) -> dict[str, float]:
+    """Completion and unconditional consistency on the run's fresh validation samples, saved as rule_metrics.json."""
+    import json
+
+    import numpy as np
+
+    from ..rules.model_metrics import rule_report
+
+    decode = lambda split: tokenizer.decode_samples(np.array(datasets[split]["input_ids"]))  # noqa: E731
+    model.eval()
+    metrics = rule_report(model, tokenizer, decode("validation"), decode("train"), config.rule_metric_samples,
+                          seed=config.seed)
+    (Path(config.output_dir) / "rule_metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def describe_rule_metrics(metrics: dict[str, float]) -> str:
+    return (f"Panel completion {metrics['completion']:.3f} (chance: copy the middle panel "
+            f"{metrics['completion_chance_copy_middle']:.3f}, a random training panel "
+            f"{metrics['completion_chance_random_panel']:.3f}); unconditional samples AnyValid "
+            f"{metrics['unconditional_anyvalid']:.3f}, C3 {metrics['unconditional_c3']:.3f}, "
+            f"C2 {metrics['unconditional_c2']:.3f}.")
+
+
 def write_run_report(trainer, model_args, config, initial: dict, final: dict, datasets) -> Path:
     """Write `README.md` (the model card) into the output folder and print where everything is."""
     model = trainer.model
@@ -32,10 +56,13 @@ def write_run_report(trainer, model_args, config, initial: dict, final: dict, da
         model.config.model_type, (type(model).__name__, "AutoModelForCausalLM", "causal", "next-token cross-entropy")
     )
     output_dir = Path(config.output_dir)
+    rule_results = ""
+    if config.dataset == "rules" and config.rule_metric_samples > 0 and hasattr(model, "generate"):
+        rule_results = " " + describe_rule_metrics(rule_metrics(model, trainer.processing_class, datasets, config))
     results = (f"Validation loss {final['eval_loss']:.4f} nats/token ({final['eval_bits_per_token']:.4f} bits, "
                f"perplexity {final['eval_perplexity']:.3f}), from {initial['initial_loss']:.4f} before training; "
                f"{trainer.state.global_step} steps, {trainer.state.num_input_tokens_seen:,} tokens, "
-               f"{trainer.state.total_flos:.3g} FLOPs (6 N D).")
+               f"{trainer.state.total_flos:.3g} FLOPs (6 N D).{rule_results}")
     card = ModelCard.from_template(
         ModelCardData(license="apache-2.0", library_name="transformers", tags=["hf_diffusion_lm", family]),
         template_path=str(TEMPLATE),
