@@ -33,7 +33,7 @@ def complete_last_panels(model, tokenizer, samples: np.ndarray, batch_size: int 
             holes[:, -answer:] = tokenizer.mask_token_id
             out = model.generate(holes, steps=answer, **generate_kwargs)
         else:
-            out = model.generate(batch[:, :-answer], max_new_tokens=answer, do_sample=False,
+            out = model.generate(batch[:, :-answer], max_new_tokens=answer, min_new_tokens=answer, do_sample=False,
                                  pad_token_id=tokenizer.pad_token_id, **generate_kwargs)
         completed.append(out[:, : ids.shape[1]].cpu())
     return tokenizer.decode_samples(torch.cat(completed).numpy())
@@ -55,7 +55,7 @@ def sample_unconditionally(model, tokenizer, num_samples: int, batch_size: int =
             out = model.generate(canvas, seed=seed + start, **kwargs)
         else:
             torch.manual_seed(seed + start)
-            out = model.generate(bos, max_new_tokens=length, do_sample=True, temperature=1.0, top_k=0,
+            out = model.generate(bos, max_new_tokens=length, min_new_tokens=length, do_sample=True, top_k=0,
                                  pad_token_id=tokenizer.pad_token_id, **generate_kwargs)
         generated.append(out[:, : length + 1].cpu())
     return tokenizer.decode_samples(torch.cat(generated).numpy())
