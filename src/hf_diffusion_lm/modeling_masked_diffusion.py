@@ -8,6 +8,7 @@ from torch.nn import functional as F
 from transformers.utils import ModelOutput
 
 from .configuration_masked_diffusion import MaskedDiffusionConfig
+from .generation_masked_diffusion import MaskedDiffusionGenerationConfig, MaskedDiffusionGenerationMixin
 from .modeling_backbone import BackboneModel, BackbonePreTrainedModel, check_labels_shape, check_token_ids
 from .schedules import get_noise_schedule, sample_times
 
@@ -35,14 +36,15 @@ class MaskedDiffusionOutput(ModelOutput):
     masked_token_loss: torch.FloatTensor | None = None
 
 
-class MaskedDiffusionForLM(BackbonePreTrainedModel):
+class MaskedDiffusionForLM(BackbonePreTrainedModel, MaskedDiffusionGenerationMixin):
     """Absorbing-state diffusion LM: predicts the clean token at every MASK position of a partially masked input.
 
     Not conditioned on time (MDLM's "SUBS"): the network only sees which tokens are masked, which is what lets a
-    sampler reuse predictions across steps.
+    sampler reuse predictions across steps. `generate` (see `generation_masked_diffusion.py`) fills MASK positions.
     """
 
     config: MaskedDiffusionConfig
+    generation_config_class = MaskedDiffusionGenerationConfig
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
     remote_code_auto_classes = ("AutoModel", "AutoModelForMaskedLM")
 

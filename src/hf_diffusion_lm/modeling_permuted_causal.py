@@ -6,11 +6,11 @@ import torch
 from torch import nn
 from transformers import initialization as init
 from transformers.cache_utils import Cache
-from transformers.generation import GenerationMixin
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.modeling_utils import slice_logits_to_keep
 
 from .configuration_permuted_causal import PermutedCausalConfig
+from .generation_permuted_causal import PermutedCausalGenerationMixin
 from .modeling_backbone import BackboneModel, BackbonePreTrainedModel, check_labels_shape, check_token_ids
 
 
@@ -39,12 +39,13 @@ class PermutedCausalLMOutput(CausalLMOutputWithPast):
     order_index: torch.LongTensor | None = None
 
 
-class PermutedCausalLM(BackbonePreTrainedModel, GenerationMixin):
+class PermutedCausalLM(BackbonePreTrainedModel, PermutedCausalGenerationMixin):
     """Causal LM that reads each training sequence in one of `config.num_orders` fixed orderings.
 
     Permuting a sequence moves its tokens; RoPE still receives each token's original position. In eval mode (and
     whenever `order_index` is 0) it is an ordinary left-to-right LM, so validation loss is the usual NLL and
-    `generate` is transformers' own, with the KV cache.
+    `generate` is transformers' own, with the KV cache. With `order_conditioning="target"`, `generate` also fills
+    MASK holes in any order (see `generation_permuted_causal.py`).
     """
 
     config: PermutedCausalConfig

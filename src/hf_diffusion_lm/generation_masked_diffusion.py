@@ -1,0 +1,608 @@
+"""Sampling from `MaskedDiffusionForLM`: a `GenerationConfig` subclass, the output class, the sampler's small pieces and
+the `generate` loop.
+
+The canvas is the prompt followed by `max_new_tokens` MASK ids (any MASK id already in the prompt is a hole to fill).
+Each step runs the network once on the canvas, proposes a token for every MASK position of the current block, and
+commits some of them: *how many* comes from `tokens_per_step`, *which* from `remasking` (the positions with the best
+score). Committed tokens are never changed again, so prompt and known tokens are returned untouched.
+
+Randomness is drawn per sequence, from a generator seeded by (seed, the sequence's own tokens, its index among
+`num_return_sequences`), and only for that sequence's own MASK positions: a sequence's sample therefore does not
+depend on the batch it shares, nor on its left padding.
+"""
+
+import copy
+import hashlib
+from dataclasses import dataclass
+
+import torch
+from transformers.cache_utils import DynamicCache
+from transformers.generation import (
+    GenerationConfig,
+    LogitsProcessorList,
+    MinPLogitsWarper,
+    SuppressTokensLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+from transformers.generation.streamers import BaseStreamer
+from transformers.utils import ModelOutput
+
+from .modeling_backbone import check_token_ids
+from .schedules import NOISE_SCHEDULES, get_noise_schedule
+
+
+REMASKING = ("random", "low_confidence", "margin", "entropy")
+TOKENS_PER_STEP = ("equal", "schedule", "binomial")
+BLOCK_CACHES = ("none", "prefix", "dual")
+
+
+class MaskedDiffusionGenerationConfig(GenerationConfig):
+    r"""
+    `GenerationConfig` of `MaskedDiffusionForLM.generate`, saved as `generation_config.json` next to the weights.
+
+    The usual fields keep their meaning: `max_new_tokens` (MASK positions appended to the prompt), `do_sample` (False:
+    greedy), `temperature`, `top_k`, `top_p`, `min_p`, `suppress_tokens`, `num_return_sequences`, `eos_token_id`,
+    `pad_token_id`, `return_dict_in_generate`. Unset sampling fields are off (no implicit `top_k=50`). Fields of the
+    diffusion sampler:
+
+    Args:
+        steps (`int`, *optional*):
+            Number of network calls (denoising steps) over the whole generation, split evenly across blocks. Defaults
+            to one token per step. At most the number of tokens to generate; fewer steps commit several tokens per
+            step (faster, usually worse).
+        block_length (`int`, *optional*):
+            Semi-autoregressive blocks (LLaDA): the `max_new_tokens` generated positions are filled block by block,
+            left to right (MASK ids inside the prompt go with the first block). Must divide `max_new_tokens` (without
+            it: the number of positions from the first MASK to the end). Defaults to a single block.
+        tokens_per_step (`str`, *optional*, defaults to `"equal"`):
+            How many tokens a step commits: `"equal"` (the block's MASK count split evenly over its steps),
+            `"schedule"` (n_left * (alpha(s) - alpha(t)) / (1 - alpha(t)) for the step from t to s, at least one),
+            or `"binomial"` (that fraction drawn per token: the exact ancestral sampler; a step that commits nothing
+            reuses the previous logits instead of calling the network).
+        noise_schedule (`str`, *optional*):
+            alpha(t) used by `"schedule"` and `"binomial"`; defaults to the model's training schedule.
+        remasking (`str`, *optional*, defaults to `"low_confidence"`):
+            Which proposed tokens are committed: `"random"` positions (ancestral), `"low_confidence"` (highest
+            probability of the proposed token first; the rest stay masked), `"margin"` (largest top-1 minus top-2
+            probability), `"entropy"` (lowest entropy).
+        position_temperature (`float`, *optional*, defaults to 0.0):
+            Dream's `alg_temp`: with a value > 0 positions are drawn without replacement from
+            softmax(score / position_temperature) instead of taking the best scores.
+        confidence_threshold (`float`, *optional*):
+            Parallel decoding (Fast-dLLM): also commit every proposed token whose probability is at least this, so a
+            block may finish in fewer network calls than `steps`.
+        block_cache (`str`, *optional*, defaults to `"none"`):
+            `"none"`: exact, the whole canvas every step. `"prefix"`: the keys and values of everything left of the
+            block are computed once per block and reused (Fast-dLLM prefix cache). `"dual"`: those right of the block
+            too, so a step only runs the block. Cached modes are approximate: the cached keys do not see tokens
+            committed later in the block.
+        suppress_eos (`bool`, *optional*, defaults to `False`):
+            Never propose EOS (LLaDA's `logits_eos_inf`).
+        seed (`int`, *optional*):
+            Base seed of the per-sequence generators; drawn from torch's global generator when unset, so
+            `torch.manual_seed` also makes `generate` reproducible.
+
+    A sequence stops at its first generated EOS: every MASK after it becomes `pad_token_id` (EOS when unset) once its
+    block is done, and later blocks skip it.
+    """
+
+    def __init__(self, **kwargs):
+        self.steps = kwargs.pop("steps", None)
+        self.block_length = kwargs.pop("block_length", None)
+        self.tokens_per_step = kwargs.pop("tokens_per_step", "equal")
+        self.noise_schedule = kwargs.pop("noise_schedule", None)
+        self.remasking = kwargs.pop("remasking", "low_confidence")
+        self.position_temperature = kwargs.pop("position_temperature", 0.0)
+        self.confidence_threshold = kwargs.pop("confidence_threshold", None)
+        self.block_cache = kwargs.pop("block_cache", "none")
+        self.suppress_eos = kwargs.pop("suppress_eos", False)
+        self.seed = kwargs.pop("seed", None)
+        super().__init__(**kwargs)
+
+    def validate(self, strict=False, user_set_attributes=None):
+        for name in ("steps", "block_length"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name}={value!r} must be an integer >= 1 (or None for the default).")
+        for name, allowed in (
+            ("tokens_per_step", TOKENS_PER_STEP),
+            ("remasking", REMASKING),
+            ("block_cache", BLOCK_CACHES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}.")
+        if self.noise_schedule is not None and self.noise_schedule not in NOISE_SCHEDULES:
+            raise ValueError(f"noise_schedule={self.noise_schedule!r} is not one of {NOISE_SCHEDULES}.")
+        if self.position_temperature < 0:
+            raise ValueError(f"position_temperature={self.position_temperature} must be >= 0 (0: best scores first).")
+        if self.confidence_threshold is not None and not 0 < self.confidence_threshold <= 1:
+            raise ValueError(f"confidence_threshold={self.confidence_threshold} must lie in (0, 1], or be None.")
+        super().validate(strict=strict, user_set_attributes=user_set_attributes)
+
+    @classmethod
+    def from_model_config(cls, model_config) -> "MaskedDiffusionGenerationConfig":
+        # The base version copies every model-config key it also has, and compares fields with a plain
+        # GenerationConfig, which lacks ours; only the special token ids belong here.
+        config_dict = model_config if isinstance(model_config, dict) else model_config.to_dict()
+        token_ids = ("bos_token_id", "eos_token_id", "pad_token_id")
+        config = cls(**{key: config_dict[key] for key in token_ids if config_dict.get(key) is not None})
+        config._original_object_hash = hash(config)
+        return config
+
+
+@dataclass
+class CanvasGenerationOutput(ModelOutput):
+    """
+    Output of `MaskedDiffusionForLM.generate` and of `PermutedCausalLM`'s any-order generation with
+    `return_dict_in_generate=True`.
+
+    Args:
+        sequences: `[batch * num_return_sequences, seq]` the filled canvases (prompt, left padding included).
+        history: `[steps + 1, batch * num_return_sequences, seq]` the canvas before the first step and after each.
+        commit_step: `[batch * num_return_sequences, seq]` the step at which each position was committed, -1 for
+            the tokens that were given.
+        num_forward_passes: network calls made.
+    """
+
+    sequences: torch.LongTensor | None = None
+    history: torch.LongTensor | None = None
+    commit_step: torch.LongTensor | None = None
+    num_forward_passes: int | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Randomness: one generator per sequence, and draws only for that sequence's own positions.
+
+
+def row_generators(canvas, attention_mask, seed, num_return_sequences) -> list[torch.Generator]:
+    """One generator per row, seeded by (seed, the row's unpadded tokens, its index among its prompt's copies)."""
+    if seed is None:
+        seed = int(torch.randint(2**62, ()))
+    generators = []
+    for row, (tokens, keep) in enumerate(zip(canvas.tolist(), attention_mask.bool().tolist())):
+        content = [seed, row % num_return_sequences] + [token for token, kept in zip(tokens, keep) if kept]
+        digest = hashlib.blake2b(repr(content).encode(), digest_size=8).digest()
+        generator = torch.Generator(device=canvas.device)
+        generator.manual_seed(int.from_bytes(digest, "little") >> 1)
+        generators.append(generator)
+    return generators
+
+
+def exponential_per_row(generators, counts, *shape, device) -> torch.Tensor:
+    """Exp(1) draws in float64, `[sum(counts), *shape]`: row b's generator fills its `counts[b]` entries."""
+    draws = [
+        torch.empty(count, *shape, dtype=torch.float64, device=device).exponential_(generator=generator)
+        for generator, count in zip(generators, counts)
+    ]
+    return torch.cat(draws)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The sampler's pieces. Each works on the N MASK positions of a step, flattened row by row.
+
+
+def build_logits_processors(
+    config: GenerationConfig, extra: LogitsProcessorList | None, device, never: list[int] = ()
+) -> LogitsProcessorList:
+    """The user's processors first, then token suppression (`suppress_tokens`, EOS with `suppress_eos`, and the ids
+    in `never`), then, when sampling, the standard warpers."""
+    processors = LogitsProcessorList(extra or [])
+    eos_ids = as_id_list(config.eos_token_id)
+    suppressed = list(config.suppress_tokens or []) + list(never)
+    suppressed += eos_ids if getattr(config, "suppress_eos", False) else []
+    if suppressed:
+        processors.append(SuppressTokensLogitsProcessor(suppressed, device=device))
+    if config.do_sample:
+        if config.temperature is not None and config.temperature != 1.0:
+            processors.append(TemperatureLogitsWarper(config.temperature))
+        if config.top_k:
+            processors.append(TopKLogitsWarper(config.top_k))
+        if config.top_p is not None and config.top_p < 1.0:
+            processors.append(TopPLogitsWarper(config.top_p))
+        if config.min_p:
+            processors.append(MinPLogitsWarper(config.min_p))
+    return processors
+
+
+def sample_tokens(logits, do_sample, generators, counts) -> tuple[torch.LongTensor, torch.Tensor]:
+    """Tokens `[N]` and their probabilities `[N, V]` (float32) from processed logits `[N, V]`.
+
+    Sampling is exact in float64, as LLaDA's Gumbel-max in float64 (float32 noise visibly lowers the quality of
+    diffusion samples), but by inverse CDF: one uniform per position instead of one Gumbel draw per vocabulary
+    entry, which on a CPU cost more than the network step. The first token whose cumulative probability exceeds
+    u is drawn with exactly its probability; zero-probability tokens are never drawn.
+    """
+    if not do_sample:
+        return logits.argmax(-1), logits.float().softmax(-1)
+    cumulative = logits.double().softmax(-1).cumsum(-1)
+    uniforms = torch.cat([torch.rand(n, dtype=torch.float64, generator=g, device=logits.device)
+                          for g, n in zip(generators, counts)])
+    tokens = torch.searchsorted(cumulative, (uniforms * cumulative[:, -1])[:, None], right=True)[:, 0]
+    return tokens.clamp(max=logits.shape[-1] - 1), logits.float().softmax(-1)
+
+
+def low_confidence_scores(probs, tokens):
+    """Commit the proposals the model is surest of (LLaDA's low-confidence remasking, MaskGIT)."""
+    return probs.gather(-1, tokens[:, None])[:, 0]
+
+
+def margin_scores(probs, tokens):
+    top2 = probs.topk(2, dim=-1).values
+    return top2[:, 0] - top2[:, 1]
+
+
+def entropy_scores(probs, tokens):
+    return (probs * probs.clamp(min=1e-12).log()).sum(-1)  # -entropy: lowest entropy first
+
+
+def random_scores(probs, tokens):
+    return torch.zeros_like(tokens, dtype=probs.dtype)  # with the Gumbel noise added below: uniform positions
+
+
+POSITION_SCORES = {
+    "random": random_scores,
+    "low_confidence": low_confidence_scores,
+    "margin": margin_scores,
+    "entropy": entropy_scores,
+}
+
+
+def equal_split(step, steps, num_left, num_at_start, schedule, generators):
+    """LLaDA's split: the block's MASK count over its steps, the remainder on the first steps."""
+    return num_at_start // steps + (step < num_at_start % steps).long()
+
+
+def unmasking_fraction(step, steps, schedule) -> float:
+    """Probability that a token still masked at t = 1 - step/steps is unmasked at s = t - 1/steps."""
+    t, s = torch.tensor([1 - step / steps, 1 - (step + 1) / steps], dtype=torch.float64)
+    return float((schedule.alpha(s) - schedule.alpha(t)) / (1 - schedule.alpha(t)))
+
+
+def schedule_counts(step, steps, num_left, num_at_start, schedule, generators):
+    fraction = unmasking_fraction(step, steps, schedule)
+    return (num_left * fraction).round().long().clamp(min=1)  # at least one, so each network call commits
+
+
+def binomial_counts(step, steps, num_left, num_at_start, schedule, generators):
+    fraction = unmasking_fraction(step, steps, schedule)
+    draws = [torch.rand(int(n), generator=g, device=num_left.device) for g, n in zip(generators, num_left)]
+    return torch.stack([(draw < fraction).sum() for draw in draws])
+
+
+COMMIT_COUNTS = {"equal": equal_split, "schedule": schedule_counts, "binomial": binomial_counts}
+
+
+def propose(position_logits, masked, canvas, config, processors, generators):
+    """Proposals for the MASK positions of a block: tokens `[B, W]`, their probabilities `[B, W]` and the position
+    scores `[B, W]` (-inf where nothing is masked). position_logits: `[N, V]` for the N True entries of masked
+    `[B, W]`, row by row."""
+    counts = masked.sum(-1).tolist()
+    if processors:
+        position_logits = processors(canvas[masked.nonzero()[:, 0]], position_logits)
+    tokens, probs = sample_tokens(position_logits, config.do_sample, generators, counts)
+    scores = POSITION_SCORES[config.remasking](probs, tokens).double()
+    if config.remasking == "random" or config.position_temperature > 0:
+        # Gumbel-top-k: the best k of score / T + Gumbel noise are k positions drawn without replacement from
+        # softmax(score / T).
+        temperature = config.position_temperature or 1.0
+        scores = scores / temperature - exponential_per_row(generators, counts, device=scores.device).log()
+    confidence = probs.gather(-1, tokens[:, None])[:, 0]
+
+    def unflatten(values, fill):  # [N] -> [B, W]
+        return torch.full(masked.shape, fill, dtype=values.dtype, device=masked.device).masked_scatter_(masked, values)
+
+    return unflatten(tokens, 0), unflatten(confidence, 0.0), unflatten(scores, float("-inf"))
+
+
+def select_positions(scores, counts, confidence, threshold) -> torch.BoolTensor:
+    """The `counts[b]` best-scored positions of each row `[B, W]` (scores are -inf where nothing is masked), plus,
+    with a threshold, every position whose proposal has at least that probability."""
+    rank = scores.argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)
+    chosen = (rank < counts[:, None]) & (scores > float("-inf"))
+    if threshold is not None:
+        chosen |= (confidence >= threshold) & (scores > float("-inf"))
+    return chosen
+
+
+def pad_after_eos(canvas, holes, eos_ids, pad_token_id) -> torch.BoolTensor:
+    """Fill every hole after a sequence's first generated EOS with pad, in place; returns the positions filled."""
+    is_eos = holes & torch.isin(canvas, eos_ids)
+    after = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
+    filled = after & holes & (canvas != pad_token_id)
+    canvas[filled] = pad_token_id
+    return filled
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Denoisers: hidden states of one block's positions for the current canvas, exactly or with a cache.
+
+
+class ExactDenoiser:
+    """Runs the whole canvas each call; returns the hidden states `[B, W, hidden]` of the block's W positions (the
+    sampler applies the LM head only where a MASK is left: with a large vocabulary the head costs more than the
+    backbone)."""
+
+    def __init__(self, model, attention_mask, position_ids, start, end):
+        self.model, self.attention_mask, self.position_ids = model, attention_mask, position_ids
+        self.block = slice(start, end)
+
+    def __call__(self, canvas):
+        hidden = self.model.model(
+            input_ids=canvas, attention_mask=self.attention_mask, position_ids=self.position_ids
+        ).last_hidden_state
+        return hidden[:, self.block]
+
+
+class CachedDenoiser(ExactDenoiser):
+    """Fast-dLLM's block cache. The first call of a block runs the whole canvas and keeps the keys and values of
+    the prefix (and, for "dual", of the suffix); later calls run only the block (and the suffix for "prefix")
+    against them. Attention is bidirectional and RoPE is applied before caching, so the cached keys need not be in
+    sequence order: the block's new keys are appended after them."""
+
+    def __init__(self, model, attention_mask, position_ids, start, end, mode):
+        super().__init__(model, attention_mask, position_ids, start, end)
+        length = position_ids.shape[-1]
+        kept = torch.arange(start) if mode == "prefix" else torch.cat([torch.arange(start), torch.arange(end, length)])
+        self.kept = kept.to(position_ids.device)
+        self.fed = slice(start, length if mode == "prefix" else end)
+        self.cache = None
+
+    def __call__(self, canvas):
+        if self.cache is None:
+            cache = DynamicCache(config=self.model.config)
+            hidden = self.model.model(
+                input_ids=canvas,
+                attention_mask=self.attention_mask,
+                position_ids=self.position_ids,
+                past_key_values=cache,
+                use_cache=True,
+            ).last_hidden_state
+            kept = [(keys[:, :, self.kept], values[:, :, self.kept]) for keys, values, *_ in cache]
+            self.cache = DynamicCache(ddp_cache_data=kept, config=self.model.config)
+            return hidden[:, self.block]
+        attention_mask = self.attention_mask
+        if attention_mask is not None:  # same key order as the cache: kept positions, then the fed ones
+            attention_mask = torch.cat([attention_mask[:, self.kept], attention_mask[:, self.fed]], dim=1)
+        hidden = self.model.model(
+            input_ids=canvas[:, self.fed],
+            attention_mask=attention_mask,
+            position_ids=self.position_ids[:, self.fed],
+            past_key_values=self.cache,
+            use_cache=True,
+        ).last_hidden_state
+        self.cache.crop(-(self.fed.stop - self.fed.start))  # drop the block's keys again: they change every step
+        return hidden[:, : self.block.stop - self.block.start]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Input preparation shared with `PermutedCausalLM`'s any-order generation.
+
+
+def as_id_list(token_ids) -> list[int]:
+    if token_ids is None:
+        return []
+    return [token_ids] if isinstance(token_ids, int) else list(token_ids)
+
+
+def initial_canvas(input_ids, attention_mask, mask_token_id, max_new_tokens, num_return_sequences, vocab_size, device):
+    """The prompt followed by `max_new_tokens` MASK ids, each row repeated `num_return_sequences` times.
+
+    Returns `(canvas, attention_mask)`, both `[batch * num_return_sequences, prompt + max_new_tokens]`.
+    """
+    if input_ids is None:
+        input_ids = torch.empty(1, 0, dtype=torch.long, device=device)
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids have shape {tuple(input_ids.shape)}; expected [batch, seq].")
+    check_token_ids("input_ids", input_ids, vocab_size)
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    if attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids {tuple(input_ids.shape)}."
+        )
+    if max_new_tokens is None:
+        if not bool((input_ids == mask_token_id).any()):
+            raise ValueError(
+                "Nothing to generate: pass max_new_tokens (MASK positions appended to the prompt) or put "
+                f"mask_token_id={mask_token_id} in input_ids where tokens should be filled in."
+            )
+        max_new_tokens = 0
+    tail = torch.full((input_ids.shape[0], max_new_tokens), mask_token_id, dtype=torch.long, device=input_ids.device)
+    canvas = torch.cat([input_ids, tail], dim=1)
+    attention_mask = torch.cat([attention_mask.long(), torch.ones_like(tail)], dim=1)
+    return (
+        canvas.repeat_interleave(num_return_sequences, dim=0),
+        attention_mask.repeat_interleave(num_return_sequences, dim=0),
+    )
+
+
+def check_position_range(position_ids, max_position_embeddings, prompt_length, max_new_tokens):
+    needed = int(position_ids.max()) + 1 if position_ids.numel() else 0
+    if needed > max_position_embeddings:
+        raise ValueError(
+            f"The prompt ({prompt_length} positions) plus max_new_tokens={max_new_tokens} needs {needed} positions, "
+            f"more than max_position_embeddings={max_position_embeddings}; shorten the prompt or generate fewer "
+            "tokens."
+        )
+
+
+def prepare_generation_config(default, generation_config, config_class, kwargs):
+    """A copy of `generation_config` (or the model's) updated with the keyword arguments; unknown ones raise."""
+    config = copy.deepcopy(generation_config if generation_config is not None else default)
+    if not isinstance(config, config_class):
+        config = config_class.from_dict(config.to_dict())
+    unknown = config.update(**kwargs)
+    if unknown:
+        raise ValueError(f"generate() got arguments it does not know: {sorted(unknown)}.")
+    return config
+
+
+class MaskedDiffusionGenerationMixin:
+    """`generate` for `MaskedDiffusionForLM` (the model's `generation_config_class` is the config above)."""
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        generation_config: MaskedDiffusionGenerationConfig | None = None,
+        logits_processor: LogitsProcessorList | None = None,
+        streamer: BaseStreamer | None = None,
+        mask_token_id: int | None = None,
+        **kwargs,
+    ) -> torch.LongTensor | CanvasGenerationOutput:
+        """Fill every MASK of `input_ids` plus `max_new_tokens` appended ones.
+
+        Args:
+            input_ids: `[batch, prompt]`, left-padded when prompts differ in length; MASK ids anywhere are holes.
+                None: unconditional generation of `max_new_tokens` tokens.
+            attention_mask: `[batch, prompt]`, 0 on (left) padding.
+            generation_config: defaults to `self.generation_config`; keyword arguments override its fields.
+            logits_processor: extra processors, applied before the standard ones to the logits of each MASK
+                position `[N, vocab]`, with that position's canvas `[N, seq]` as `input_ids`.
+            streamer: batch size 1 only. Receives the prompt, then `put_draft(canvas from the block on)` after every
+                step when it has `put_draft` (e.g. `TextDiffusionStreamer`), and `put(block)` when a block is done.
+            mask_token_id: accepted for the same call shape as `PermutedCausalLM`; must equal the config's.
+        Returns:
+            `[batch * num_return_sequences, prompt + max_new_tokens]` token ids, or a `CanvasGenerationOutput` with
+            `return_dict_in_generate=True`.
+        """
+        mask_id = self.config.mask_token_id
+        if mask_token_id is not None and mask_token_id != mask_id:
+            raise ValueError(f"mask_token_id={mask_token_id} differs from the model's config.mask_token_id={mask_id}.")
+        config = prepare_generation_config(
+            self.generation_config, generation_config, MaskedDiffusionGenerationConfig, kwargs
+        )
+        num_return_sequences = config.num_return_sequences or 1
+        canvas, attention_mask = initial_canvas(
+            input_ids, attention_mask, mask_id, config.max_new_tokens, num_return_sequences, self.config.vocab_size,
+            self.device,
+        )
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # left padding: real tokens start at 0
+        prompt_length = canvas.shape[1] - (config.max_new_tokens or 0)
+        check_position_range(position_ids, self.config.max_position_embeddings, prompt_length, config.max_new_tokens)
+        holes = (canvas == mask_id) & attention_mask.bool()
+        blocks, steps_per_block = plan_blocks(holes, config)
+        if streamer is not None and canvas.shape[0] > 1:
+            raise ValueError("A streamer takes a single sequence; use batch size 1 and num_return_sequences=1.")
+
+        generators = row_generators(canvas, attention_mask, config.seed, num_return_sequences)
+        processors = build_logits_processors(config, logits_processor, canvas.device)
+        count_commits = COMMIT_COUNTS[config.tokens_per_step]
+        schedule = get_noise_schedule(config.noise_schedule or self.config.noise_schedule, self.config.time_epsilon)
+        eos_ids = torch.tensor(as_id_list(config.eos_token_id), dtype=torch.long, device=canvas.device)
+        pad_id = config.pad_token_id if config.pad_token_id is not None else (eos_ids[0] if len(eos_ids) else None)
+        padding_mask = None if bool(attention_mask.all()) else attention_mask
+
+        commit_step = torch.full_like(canvas, -1)
+        history = [canvas.clone()]
+        num_forward_passes = step_index = 0
+        if streamer is not None:
+            streamer.put(canvas[:, : blocks[0][0]].cpu())
+        for start, end in blocks:
+            if config.block_cache == "none":
+                denoiser = ExactDenoiser(self, padding_mask, position_ids, start, end)
+            else:
+                denoiser = CachedDenoiser(self, padding_mask, position_ids, start, end, config.block_cache)
+            block, block_commits = canvas[:, start:end], commit_step[:, start:end]  # views: updated in place
+            num_at_start = (block == mask_id).sum(-1)
+            canvas_changed = True
+            for step in range(steps_per_block):
+                masked = block == mask_id  # [B, W]
+                num_left = masked.sum(-1)
+                if not bool(num_left.any()):
+                    break
+                if canvas_changed:  # after a step that committed nothing the network would say the same again
+                    hidden = denoiser(canvas)  # [B, W, hidden]
+                    num_forward_passes += 1
+
+                # Propose a token for every MASK position, then commit the best-scored proposals; the rest stay masked.
+                logits = self.output_logits(hidden[masked])  # [N, V], row by row
+                tokens, confidence, scores = propose(logits, masked, canvas, config, processors, generators)
+                num_commits = count_commits(step, steps_per_block, num_left, num_at_start, schedule, generators)
+                committed = select_positions(scores, num_commits, confidence, config.confidence_threshold)
+                block.copy_(torch.where(committed, tokens, block))
+                block_commits.masked_fill_(committed, step_index)
+                canvas_changed = bool(committed.any())
+                step_index += 1
+                if config.return_dict_in_generate:
+                    history.append(canvas.clone())
+                if streamer is not None and hasattr(streamer, "put_draft"):
+                    streamer.put_draft(canvas[:, start:].cpu())
+
+            if len(eos_ids):
+                commit_step.masked_fill_(pad_after_eos(canvas, holes, eos_ids, pad_id), step_index - 1)
+            if streamer is not None:
+                streamer.put(block.cpu())
+        if streamer is not None:
+            streamer.end()
+
+        if not config.return_dict_in_generate:
+            return canvas
+        return CanvasGenerationOutput(
+            sequences=canvas,
+            history=torch.stack(history),
+            commit_step=commit_step,
+            num_forward_passes=num_forward_passes,
+        )
+
+    def adjust_generation_fn(
+        self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path, **loading_kwargs
+    ):
+        # `GenerationMixin`'s version reloads a plain `GenerationConfig`; this one reloads `generation_config_class`.
+        loading_kwargs.pop("trust_remote_code", None)
+        if generation_config is not None:
+            self.generation_config = self.generation_config_class.from_dict(generation_config.to_dict())
+        elif pretrained_model_name_or_path is not None:
+            try:
+                self.generation_config = self.generation_config_class.from_pretrained(
+                    pretrained_model_name_or_path, _from_auto=from_auto_class, _from_pipeline=from_pipeline,
+                    **loading_kwargs,
+                )
+            except OSError:
+                pass  # no generation_config.json: keep the one built from the model config
+
+
+def plan_blocks(holes, config) -> tuple[list[tuple[int, int]], int]:
+    """The blocks `[(start, end)]` and the steps each block gets.
+
+    Blocks of `block_length` tile the generated tail (`max_new_tokens` columns; without it, the columns from the first
+    MASK on); MASK ids inside the prompt belong to the first block.
+    """
+    max_holes = int(holes.sum(-1).max())
+    if max_holes == 0:
+        raise ValueError("Nothing to generate: input_ids hold no MASK id and max_new_tokens is 0.")
+    length, first_hole = holes.shape[1], int(holes.any(0).nonzero()[0])
+    generated = config.max_new_tokens or length - first_hole
+    block_length = config.block_length or generated
+    if generated % block_length:
+        raise ValueError(
+            f"block_length={block_length} does not divide the {generated} tokens to generate; choose a divisor of "
+            "max_new_tokens (or change max_new_tokens)."
+        )
+    blocks = [(start, start + block_length) for start in range(length - generated, length, block_length)]
+    blocks[0] = (min(first_hole, blocks[0][0]), blocks[0][1])
+    if config.steps is None:
+        return blocks, max(int(holes[:, start:end].sum(-1).max()) for start, end in blocks)
+    if config.steps > max_holes:
+        raise ValueError(
+            f"steps={config.steps} is more than the {max_holes} tokens to generate: every step commits at least one "
+            f"token, so the extra steps would have nothing to do. Use steps <= {max_holes}."
+        )
+    if config.steps % len(blocks):
+        raise ValueError(
+            f"steps={config.steps} is not a multiple of the {len(blocks)} blocks (block_length={block_length}); "
+            "every block gets steps / num_blocks steps."
+        )
+    return blocks, config.steps // len(blocks)
+
+
+__all__ = [
+    "CanvasGenerationOutput",
+    "MaskedDiffusionGenerationConfig",
+    "MaskedDiffusionGenerationMixin",
+    "POSITION_SCORES",
+    "COMMIT_COUNTS",
+]
