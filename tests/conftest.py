@@ -27,3 +27,25 @@ def tiny_causal_config(**overrides) -> PermutedCausalConfig:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def run_without_package(script: str, tmp_path) -> str:
+    """Run `script` in a fresh interpreter where `import hf_diffusion_lm` fails, as for a Hub user without the
+    package; return its stdout (the test fails with its stderr when it fails)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    blocker = textwrap.dedent("""
+        import sys
+        class BlockPackage:
+            def find_spec(self, name, path=None, target=None):
+                if name == "hf_diffusion_lm" or name.startswith("hf_diffusion_lm."):
+                    raise ImportError("hf_diffusion_lm is blocked in this test")
+        sys.meta_path.insert(0, BlockPackage())
+    """)
+    env = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", blocker + textwrap.dedent(script)], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout

@@ -2,9 +2,7 @@
 `PermutedCausalLM`; tiny models trained here on a counting pattern generate and infill it exactly."""
 
 import json
-import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
@@ -18,7 +16,7 @@ from hf_diffusion_lm.generation_masked_diffusion import (
     MaskedDiffusionGenerationConfig,
 )
 
-from conftest import tiny_causal_config, tiny_diffusion_config
+from conftest import run_without_package, tiny_causal_config, tiny_diffusion_config
 
 
 MASK = 39
@@ -245,22 +243,13 @@ def test_remote_code_checkpoint_generates_without_the_package(tmp_path):
     model.save_pretrained(tmp_path / "model")
     assert (tmp_path / "model" / "generation_masked_diffusion.py").exists()
     reference = model.generate(PROMPTS[:1])
-    script = textwrap.dedent(f"""
-        import sys, torch
-        class BlockPackage:
-            def find_spec(self, name, path=None, target=None):
-                if name == "hf_diffusion_lm" or name.startswith("hf_diffusion_lm."):
-                    raise ImportError("blocked")
-        sys.meta_path.insert(0, BlockPackage())
-        import transformers
+    stdout = run_without_package(f"""
+        import torch, transformers
         model = transformers.AutoModelForMaskedLM.from_pretrained({str(tmp_path / "model")!r}, trust_remote_code=True)
         assert type(model.generation_config).__name__ == "MaskedDiffusionGenerationConfig"
         print(model.generate(torch.tensor({PROMPTS[:1].tolist()})).tolist())
-    """)
-    env = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == str(reference.tolist())
+    """, tmp_path)
+    assert stdout.strip().splitlines()[-1] == str(reference.tolist())
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,6 @@
 """Registration with the Auto classes, save/load, remote-code loading without the package, PEFT."""
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
@@ -12,7 +9,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelF
 
 from hf_diffusion_lm import MaskedDiffusionConfig, MaskedDiffusionForLM, PermutedCausalConfig, PermutedCausalLM
 
-from conftest import tiny_causal_config, tiny_diffusion_config
+from conftest import run_without_package, tiny_causal_config, tiny_diffusion_config
 
 
 LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -53,13 +50,8 @@ def test_save_and_load_and_remote_code_without_the_package(tmp_path, model_class
     torch.save({"ids": ids, "logits": reference}, tmp_path / "reference.pt")
 
     # A fresh interpreter in which `import hf_diffusion_lm` fails, as for a Hub user without the package.
-    script = textwrap.dedent(f"""
+    stdout = run_without_package(f"""
         import sys, torch
-        class BlockPackage:
-            def find_spec(self, name, path=None, target=None):
-                if name == "hf_diffusion_lm" or name.startswith("hf_diffusion_lm."):
-                    raise ImportError("hf_diffusion_lm is blocked in this test")
-        sys.meta_path.insert(0, BlockPackage())
         import transformers
         model = transformers.{auto_class}.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
         assert "hf_diffusion_lm" not in sys.modules
@@ -71,11 +63,8 @@ def test_save_and_load_and_remote_code_without_the_package(tmp_path, model_class
         base = transformers.AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True)
         assert type(base).__name__ == {model_class.__name__!r}
         print("remote code ok", type(model).__name__)
-    """)
-    env = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"remote code ok {model_class.__name__}" in result.stdout
+    """, tmp_path)
+    assert f"remote code ok {model_class.__name__}" in stdout
 
 
 @pytest.mark.parametrize(
