@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hf_diffusion_lm import PermutedCausalConfig, PermutedCausalLM
+from hf_diffusion_lm import MaskedDiffusionConfig, MaskedDiffusionForLM, PermutedCausalConfig, PermutedCausalLM
 from hf_diffusion_lm.rules import RuleTokenizer, build_splits, completion_correct
 from hf_diffusion_lm.rules.model_metrics import complete_last_panels, rule_report, sample_unconditionally
 
@@ -20,16 +20,29 @@ def setup():
     return PermutedCausalLM(config).eval(), tokenizer, splits["test"].samples[keep], splits["train"].samples
 
 
-def test_completion_rewrites_only_the_last_panel(setup):
+@pytest.fixture(scope="module")
+def diffusion(setup):
+    causal, tokenizer, _, _ = setup
+    config = MaskedDiffusionConfig(**{k: getattr(causal.config, k) for k in (
+        "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+        "max_position_embeddings", "bos_token_id", "eos_token_id", "pad_token_id")}, mask_token_id=tokenizer.mask_token_id)
+    return MaskedDiffusionForLM(config).eval()
+
+
+@pytest.mark.parametrize("family", ["causal", "diffusion"])
+def test_completion_rewrites_only_the_last_panel(setup, diffusion, family):
     model, tokenizer, test, _ = setup
+    model = diffusion if family == "diffusion" else model
     completed = complete_last_panels(model, tokenizer, test)
     assert completed.shape == test.shape
     assert np.array_equal(completed[:, :2], test[:, :2])  # the given rows are kept
     assert not np.array_equal(completed[:, 2], test[:, 2])  # an untrained model does not recover the answer
 
 
-def test_report_scores_generated_samples_with_the_checker(setup):
+@pytest.mark.parametrize("family", ["causal", "diffusion"])
+def test_report_scores_generated_samples_with_the_checker(setup, diffusion, family):
     model, tokenizer, test, train = setup
+    model = diffusion if family == "diffusion" else model
     report = rule_report(model, tokenizer, test, train, num_unconditional=4)
     assert report["completion"] == completion_correct(complete_last_panels(model, tokenizer, test)).mean()
     assert all(0.0 <= value <= 1.0 for value in report.values())
