@@ -90,7 +90,7 @@ class LMTrainingConfig(TrainingArguments):
     validation_samples_per_rule: int = field(default=50, metadata={"help": "rules data: fresh validation samples."})
     rule_scheme: str = field(default="attribute", metadata={"help": "rules data: attribute or object tokens."})
     rule_metric_samples: int = field(
-        default=200,
+        default=64,
         metadata={"help": "rules data: unconditional samples generated for the end-of-run rule metrics (0: no rule "
                           "metrics)."},
     )
