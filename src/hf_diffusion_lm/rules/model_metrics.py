@@ -8,7 +8,7 @@ temperature 1 for a causal model. Scored with the checker, beside the chance bas
 import numpy as np
 import torch
 
-from .baselines import copy_middle_completion, random_panel_completion
+from .baselines import copy_middle_completion, random_panel_completion, shuffled_panel_samples
 from .checker import completion_correct, consistency
 
 
@@ -72,4 +72,6 @@ def rule_report(model, tokenizer, test_samples: np.ndarray, train_samples: np.nd
         "completion_chance_copy_middle": float(copy_middle_completion(test_samples).mean()),
         "completion_chance_random_panel": float(random_panel_completion(test_samples, train_samples, seed).mean()),
         **{f"unconditional_{name}": float(value) for name, value in unconditional.items()},
+        **{f"unconditional_chance_{name}": float(value)
+           for name, value in consistency(shuffled_panel_samples(train_samples, num_unconditional, seed)).items()},
     }

@@ -46,7 +46,8 @@ def describe_rule_metrics(metrics: dict[str, float]) -> str:
             f"{metrics['completion_chance_copy_middle']:.3f}, a random training panel "
             f"{metrics['completion_chance_random_panel']:.3f}); unconditional samples AnyValid "
             f"{metrics['unconditional_anyvalid']:.3f}, C3 {metrics['unconditional_c3']:.3f}, "
-            f"C2 {metrics['unconditional_c2']:.3f}.")
+            f"C2 {metrics['unconditional_c2']:.3f} (chance, rows of panels from different training rows: AnyValid "
+            f"{metrics['unconditional_chance_anyvalid']:.3f}, C3 {metrics['unconditional_chance_c3']:.3f}).")
 
 
 def write_run_report(trainer, model_args, config, initial: dict, final: dict, datasets) -> Path:
