@@ -48,4 +48,5 @@ def test_report_scores_generated_samples_with_the_checker(setup, diffusion, fami
     assert all(0.0 <= value <= 1.0 for value in report.values())
     samples = sample_unconditionally(model, tokenizer, 4, seed=1)
     assert samples.shape == (4, 3, 3, 9, 3)
+    assert len({sample.tobytes() for sample in samples}) == 4  # distinct samples, not one repeated
     assert np.array_equal(samples, sample_unconditionally(model, tokenizer, 4, seed=1))

@@ -50,9 +50,11 @@ def sample_unconditionally(model, tokenizer, num_samples: int, batch_size: int =
         rows = min(batch_size, num_samples - start)
         bos = torch.full((rows, 1), tokenizer.bos_token_id, dtype=torch.long, device=model.device)
         if is_diffusion(model):
-            canvas = torch.cat([bos, torch.full((rows, length), tokenizer.mask_token_id, device=model.device)], 1)
+            # One prompt with num_return_sequences: the sampler seeds each sequence by its prompt and copy index, so
+            # identical prompts in a batch would give identical samples.
+            canvas = torch.cat([bos[:1], torch.full((1, length), tokenizer.mask_token_id, device=model.device)], 1)
             kwargs = {"steps": length, "remasking": "random", "do_sample": True, **generate_kwargs}
-            out = model.generate(canvas, seed=seed + start, **kwargs)
+            out = model.generate(canvas, seed=seed + start, num_return_sequences=rows, **kwargs)
         else:
             torch.manual_seed(seed + start)
             out = model.generate(bos, max_new_tokens=length, min_new_tokens=length, do_sample=True, top_k=0,
