@@ -1,7 +1,7 @@
 """Configuration of `MaskedDiffusionForLM`."""
 
 from .configuration_backbone import BackboneConfig
-from .schedules import LOSS_WEIGHTINGS, NOISE_SCHEDULES, TIME_SAMPLINGS
+from .schedules import LOSS_WEIGHTINGS, NOISE_SCHEDULES, TIME_SAMPLINGS, check_choice
 
 
 class MaskedDiffusionConfig(BackboneConfig):
@@ -52,13 +52,9 @@ class MaskedDiffusionConfig(BackboneConfig):
                 f"mask_token_id={self.mask_token_id} lies outside the vocabulary [0, {self.vocab_size}); add a MASK "
                 "token to the tokenizer and set vocab_size to cover it."
             )
-        for name, allowed in (
-            ("noise_schedule", NOISE_SCHEDULES),
-            ("loss_weighting", LOSS_WEIGHTINGS),
-            ("time_sampling", TIME_SAMPLINGS),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {sorted(allowed)}.")
+        check_choice("noise_schedule", self.noise_schedule, NOISE_SCHEDULES)
+        check_choice("loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
+        check_choice("time_sampling", self.time_sampling, TIME_SAMPLINGS)
         if not 0.0 <= self.time_epsilon < 1.0:
             raise ValueError(f"time_epsilon={self.time_epsilon} must lie in [0, 1).")
         super().__post_init__(**kwargs)

@@ -30,7 +30,7 @@ from transformers.generation.streamers import BaseStreamer
 from transformers.utils import ModelOutput
 
 from .modeling_backbone import check_token_ids
-from .schedules import NOISE_SCHEDULES, get_noise_schedule
+from .schedules import NOISE_SCHEDULES, check_choice, get_noise_schedule
 
 
 REMASKING = ("random", "low_confidence", "margin", "entropy")
@@ -106,15 +106,11 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name}={value!r} must be an integer >= 1 (or None for the default).")
-        for name, allowed in (
-            ("tokens_per_step", TOKENS_PER_STEP),
-            ("remasking", REMASKING),
-            ("block_cache", BLOCK_CACHES),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}.")
-        if self.noise_schedule is not None and self.noise_schedule not in NOISE_SCHEDULES:
-            raise ValueError(f"noise_schedule={self.noise_schedule!r} is not one of {NOISE_SCHEDULES}.")
+        check_choice("tokens_per_step", self.tokens_per_step, TOKENS_PER_STEP)
+        check_choice("remasking", self.remasking, REMASKING)
+        check_choice("block_cache", self.block_cache, BLOCK_CACHES)
+        if self.noise_schedule is not None:
+            check_choice("noise_schedule", self.noise_schedule, NOISE_SCHEDULES)
         if self.position_temperature < 0:
             raise ValueError(f"position_temperature={self.position_temperature} must be >= 0 (0: best scores first).")
         if self.confidence_threshold is not None and not 0 < self.confidence_threshold <= 1:

@@ -65,6 +65,12 @@ class LogLinearSchedule(NoiseSchedule):
         return torch.full_like(t, -(1.0 - self.eps))
 
 
+def check_choice(name: str, value, allowed) -> None:
+    """Raise a `ValueError` naming `value` when it is not one of `allowed`."""
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not one of {tuple(allowed)}.")
+
+
 def get_noise_schedule(name: str, eps: float = 1e-3) -> NoiseSchedule:
     """The schedule called `name` (one of `NOISE_SCHEDULES`)."""
     if name == "linear":

@@ -16,7 +16,7 @@ from transformers import EarlyStoppingCallback, Trainer
 from transformers.trainer_utils import EvalLoopOutput
 
 from ..flops import reference_parameter_count, training_flops
-from ..schedules import get_noise_schedule, sample_times
+from ..schedules import sample_times
 
 
 OUR_FAMILIES = ("masked_diffusion", "permuted_causal")
@@ -82,8 +82,7 @@ class LMTrainer(Trainer):
         if self.family == "masked_diffusion":
             times, uniforms = global_batch_noise(self.args.seed, self.state.global_step, num_sequences, seq_length,
                                                  config.time_sampling, config.time_epsilon)
-            schedule = get_noise_schedule(config.noise_schedule, config.time_epsilon)
-            noise_mask = uniforms[rows] < schedule.masking_probability(times[rows])[:, None]
+            noise_mask = uniforms[rows] < self.model.noise_schedule.masking_probability(times[rows])[:, None]
             return {"noise_times": times[rows].to(device), "noise_mask": noise_mask.to(device)}
         if self.family == "permuted_causal" and config.num_orders > 1:
             generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + self.state.global_step)
@@ -157,7 +156,7 @@ class LMTrainer(Trainer):
             (self.args.validation_seed * 1_000_003 + global_batch) * 1_009 + repeat
         )
         times = sample_times(batch_size, "antithetic", config.time_epsilon, generator=generator)
-        schedule = get_noise_schedule(config.noise_schedule, config.time_epsilon)
-        noise_mask = torch.rand(batch_size, seq_length, generator=generator) < schedule.masking_probability(times)[:, None]
+        masking_probability = self.model.noise_schedule.masking_probability(times)[:, None]
+        noise_mask = torch.rand(batch_size, seq_length, generator=generator) < masking_probability
         device = inputs["input_ids"].device
         return {"noise_times": times.to(device), "noise_mask": noise_mask.to(device)}
