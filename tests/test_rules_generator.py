@@ -102,10 +102,10 @@ def test_split_options():
         build_splits(samples_per_rule=5, heldout=[41])
 
 
-def test_fresh_samples_skip_excluded_samples():
-    from hf_diffusion_lm.rules.generator import _fresh_samples
+def testfresh_samples_skip_excluded_samples():
+    from hf_diffusion_lm.rules.generator import fresh_samples
 
     first_stream = generate_samples(9, 6, np.random.default_rng([2, 9, 1]))
-    fresh = _fresh_samples(9, 6, seed=2, exclude=set(sample_keys(first_stream[:4]).tolist()))
+    fresh = fresh_samples(9, 6, seed=2, exclude=set(sample_keys(first_stream[:4]).tolist()))
     assert (fresh[:2] == first_stream[4:]).all()  # the two samples not excluded, then the next stream
     assert (fresh[2:] == generate_samples(9, 6, np.random.default_rng([2, 9, 2]))[:4]).all()

@@ -36,7 +36,8 @@ def test_completion_rewrites_only_the_last_panel(setup, diffusion, family):
     completed = complete_last_panels(model, tokenizer, test)
     assert completed.shape == test.shape
     assert np.array_equal(completed[:, :2], test[:, :2])  # the given rows are kept
-    assert not np.array_equal(completed[:, 2], test[:, 2])  # an untrained model does not recover the answer
+    assert np.array_equal(completed[:, 2, :2], test[:, 2, :2])  # and the first two panels of the last row
+    assert not np.array_equal(completed[:, 2, 2], test[:, 2, 2])  # an untrained model does not recover the answer
 
 
 @pytest.mark.parametrize("family", ["causal", "diffusion"])

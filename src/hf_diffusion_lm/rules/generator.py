@@ -220,12 +220,12 @@ def build_splits(samples_per_rule: int = 4000, seed: int = 0, heldout=HELDOUT_RU
     trained = [r for r in range(NUM_RULES) if r not in heldout]
     train = [generate_samples(r, samples_per_rule, np.random.default_rng([seed, r, 0])) for r in trained]
     seen = set(sample_keys(np.concatenate(train)).tolist()) if train else set()
-    test = [_fresh_samples(r, test_samples_per_rule, seed, seen) for r in range(NUM_RULES)]
+    test = [fresh_samples(r, test_samples_per_rule, seed, seen) for r in range(NUM_RULES)]
     return {"train": _split(train, trained, samples_per_rule),
             "test": _split(test, range(NUM_RULES), test_samples_per_rule)}
 
 
-def _fresh_samples(rule_id: int, n: int, seed: int, exclude: set) -> np.ndarray:
+def fresh_samples(rule_id: int, n: int, seed: int, exclude: set) -> np.ndarray:
     """n samples of a rule from streams 1, 2, ... of seed, skipping samples whose key is in exclude."""
     kept, stream = [np.zeros((0, 3, 3, 9, 3), np.int8)], 1
     while sum(map(len, kept)) < n:

@@ -14,7 +14,7 @@ from .checker import completion_correct, consistency
 
 def panel_tokens(tokenizer) -> int:
     """Tokens of one panel: 9 positions, one token each (object scheme) or three (attribute scheme)."""
-    return (tokenizer.sample_length // 27) * 9
+    return 9 * tokenizer.tokens_per_position
 
 
 def is_diffusion(model) -> bool:
@@ -22,16 +22,24 @@ def is_diffusion(model) -> bool:
 
 
 @torch.no_grad()
-def complete_last_panels(model, tokenizer, samples: np.ndarray, batch_size: int = 64, **generate_kwargs) -> np.ndarray:
-    """samples `[N, 3, 3, 9, 3]` with their last panel rewritten by the model (greedy by default)."""
+def complete_last_panels(model, tokenizer, samples: np.ndarray, batch_size: int = 64, infill: bool | None = None,
+                         **generate_kwargs) -> np.ndarray:
+    """samples `[N, 3, 3, 9, 3]` with their last panel rewritten by the model (greedy by default).
+
+    infill (default: for diffusion models): the last panel becomes MASK holes that `generate` fills (a
+    `PermutedCausalLM` with target conditioning then fills them in any order; pass `mask_token_id`). Otherwise the
+    model continues the first 8 panels left to right.
+    """
     ids = torch.as_tensor(tokenizer.encode_samples(samples), dtype=torch.long, device=model.device)
     answer = panel_tokens(tokenizer)
+    infill = is_diffusion(model) if infill is None else infill
     completed = []
     for batch in ids.split(batch_size):
-        if is_diffusion(model):
+        if infill:
             holes = batch.clone()
             holes[:, -answer:] = tokenizer.mask_token_id
-            out = model.generate(holes, steps=answer, **generate_kwargs)
+            kwargs = {"steps": answer} if is_diffusion(model) else {"do_sample": False}
+            out = model.generate(holes, **kwargs, **generate_kwargs)
         else:
             out = model.generate(batch[:, :-answer], max_new_tokens=answer, min_new_tokens=answer, do_sample=False,
                                  pad_token_id=tokenizer.pad_token_id, **generate_kwargs)

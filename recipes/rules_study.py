@@ -1,0 +1,111 @@
+"""The rule-learning study: train every (model class, samples per rule) run, measure it, and write the report.
+
+    python recipes/rules_study.py                                   # recipes/rules/cpu.yaml: ~1.5 h on 2 CPU cores
+    python recipes/rules_study.py recipes/rules/paper.yaml          # 35 rules, 400 / 4000 per rule, 384 x 12 (GPU)
+    python recipes/rules_study.py recipes/rules/cpu.yaml --output_dir outputs/x --runs diffusion_400
+
+Each run trains with `accelerate launch recipes/train.py` (the study's `accelerate_config` picks DDP, DeepSpeed, ...)
+and is then evaluated in this process. Run the same command again to resume: runs with a results.json are kept,
+a trained model is evaluated without retraining, and a half-trained run resumes from its last checkpoint.
+Outputs: <output_dir>/results.{md,json}, *.png plots, samples/*.png, runs/<run>/ (model, samples as .npy).
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from transformers.trainer_utils import get_last_checkpoint
+
+from hf_diffusion_lm.rules.study import RESULTS_FILE, StudyConfig, evaluate_run, write_json, write_study_report
+
+DEFAULT_CONFIG = Path(__file__).parent / "rules" / "cpu.yaml"
+TRAIN_SCRIPT = Path(__file__).parent / "train.py"
+
+
+def parse_config(argv: list[str]) -> tuple[StudyConfig, list[str] | None]:
+    """A YAML config (default recipes/rules/cpu.yaml), then `--field value` overrides (values read as YAML, so
+    `--samples_per_rule [100,1000]` works); `--runs a b` restricts the study to some runs."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG))
+    parser.add_argument("--runs", nargs="+", default=None, help="Only these runs (e.g. diffusion_400).")
+    args, overrides = parser.parse_known_args(argv)
+    values = yaml.safe_load(Path(args.config).read_text()) or {}
+    if len(overrides) % 2 or not all(flag.startswith("--") for flag in overrides[::2]):
+        raise ValueError(f"Overrides must come as `--field value` pairs, got {overrides}.")
+    values |= {flag[2:]: yaml.safe_load(value) for flag, value in zip(overrides[::2], overrides[1::2])}
+    known = StudyConfig.__dataclass_fields__
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{args.config}: unknown study field(s) {unknown}; known fields: {sorted(known)}.")
+    return StudyConfig(**values), args.runs
+
+
+def train_command(config: StudyConfig, run_dir: Path) -> list[str]:
+    """`accelerate launch [--config_file ...] recipes/train.py run_dir/train_config.yaml [--resume_from_checkpoint]`."""
+    command = [sys.executable, "-m", "accelerate.commands.launch"]
+    if config.accelerate_config:
+        command += ["--config_file", config.accelerate_config]
+    command += [str(TRAIN_SCRIPT), str(run_dir / "train_config.yaml")]
+    checkpoint = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+    if checkpoint:
+        command += ["--resume_from_checkpoint", checkpoint]
+    return command
+
+
+def train(config: StudyConfig, run: dict, run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "train_config.yaml").write_text(yaml.safe_dump(config.training_fields(run, run_dir), sort_keys=False))
+    command = train_command(config, run_dir)
+    print(f"[study] training {run['name']}: {' '.join(command)}", flush=True)
+    subprocess.run(command, check=True)
+
+
+def evaluate(config: StudyConfig, run: dict, run_dir: Path) -> dict:
+    import torch
+
+    from hf_diffusion_lm import MaskedDiffusionForLM, PermutedCausalLM
+    from hf_diffusion_lm.rules import RuleTokenizer
+
+    print(f"[study] evaluating {run['name']}", flush=True)
+    model_class = MaskedDiffusionForLM if run["model"] == "masked_diffusion" else PermutedCausalLM
+    model = model_class.from_pretrained(run_dir).to("cuda" if torch.cuda.is_available() else "cpu")
+    return evaluate_run(model, RuleTokenizer.from_pretrained(run_dir), config, run, run_dir)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    config, only = parse_config(sys.argv[1:] if argv is None else argv)
+    output_dir = Path(config.output_dir)
+    runs = config.runs()
+    unknown = sorted(set(only or ()) - {run["name"] for run in runs})
+    if unknown:
+        raise ValueError(f"--runs {unknown} are not runs of this study; its runs are {[r['name'] for r in runs]}.")
+    results = []
+    for run in runs:
+        run_dir = output_dir / "runs" / run["name"]
+        if (run_dir / RESULTS_FILE).exists():
+            print(f"[study] {run['name']}: finished, kept", flush=True)
+            results.append(json.loads((run_dir / RESULTS_FILE).read_text()))
+            continue
+        if only is not None and run["name"] not in only:
+            continue
+        # eval_results.json is written after the final model: its presence means training finished.
+        if not (run_dir / "eval_results.json").exists():
+            train(config, run, run_dir)
+        result = evaluate(config, run, run_dir)
+        write_json(run_dir / RESULTS_FILE, result)
+        if not config.keep_checkpoints:
+            for checkpoint in run_dir.glob("checkpoint-*"):
+                shutil.rmtree(checkpoint)
+        results.append(result)
+    if results:
+        paths = write_study_report(results, output_dir)
+        print(f"[study] {len(results)}/{len(runs)} runs done; table: {paths['markdown']}", flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    main()

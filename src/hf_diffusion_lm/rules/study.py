@@ -1,0 +1,309 @@
+"""The rule-learning study: masked diffusion against AR (one order, or N orders) on the abstract rules.
+
+A *run* is one model class trained on one `samples_per_rule`. `recipes/rules_study.py` trains every run with
+`recipes/train.py` under `accelerate launch`, then calls `evaluate_run` on the saved model, which measures
+- unconditional samples (several diffusion samplers; temperature-1 sampling for causal models): AnyValid, C3, C2 and
+  memorization of samples / rows / panels against the training set, beside a fresh control set of the same size;
+- completion of the bottom-right panel of fresh samples of every study rule, trained and held-out rules reported
+  separately: diffusion infills, causal models continue left to right, and a target-conditioned `PermutedCausalLM`
+  also infills in any order;
+- the chance baselines of the same data.
+`write_study_report` turns the runs' results into a table (Markdown and JSON), plots and sample pictures.
+"""
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .baselines import copy_middle_completion, random_panel_completion, shuffled_panel_samples
+from .checker import completion_correct, consistency
+from .generator import fresh_samples, generate_samples, sample_keys
+from .instances import HELDOUT_RULES, NUM_RULES
+from .memorization import memorization_rates
+from .model_metrics import complete_last_panels, is_diffusion, sample_unconditionally
+from .render import render_samples
+
+MODEL_CLASSES = ("masked_diffusion", "permuted_causal")
+DEFAULT_MODELS = {
+    "diffusion": {"model": "masked_diffusion"},
+    "ar": {"model": "permuted_causal", "num_orders": 1},
+    "ar_4orders": {"model": "permuted_causal", "num_orders": 4, "order_conditioning": "target"},
+}
+# Random-order (ancestral) sampling is the sampler of the ELBO; confidence-first orders tend to collapse to the most
+# probable token ("empty") everywhere, so they are reported beside it, never alone.
+DEFAULT_DIFFUSION_SAMPLERS = {
+    "ancestral": {"remasking": "random", "do_sample": True},
+    "low_confidence": {"remasking": "low_confidence", "do_sample": True},
+    "margin": {"remasking": "margin", "do_sample": True},
+}
+CAUSAL_SAMPLERS = {"temperature_1": {}}
+RESULTS_FILE = "results.json"
+
+
+@dataclass
+class StudyConfig:
+    """What `recipes/rules_study.py` runs; a YAML file in `recipes/rules/` sets any field.
+
+    `training` holds `recipes/train.py` fields shared by every run (model size, steps, learning rate, tokenization);
+    `models` maps a run-name prefix to the model fields of one model class. Data, seed and output folder are set by
+    the study for each run.
+    """
+
+    output_dir: str = "outputs/rules_study"
+    samples_per_rule: list[int] = field(default_factory=lambda: [400, 4000])
+    models: dict = field(default_factory=lambda: dict(DEFAULT_MODELS))
+    rules: list[int] | None = None  # None: all 40 rules with the paper's held-out split
+    heldout_rules: list[int] | None = None
+    training: dict = field(default_factory=dict)
+    accelerate_config: str | None = None  # None: accelerate's default (one process)
+    unconditional_samples: int = 1000
+    diffusion_samplers: dict = field(default_factory=lambda: dict(DEFAULT_DIFFUSION_SAMPLERS))
+    diffusion_steps: int | None = None  # network calls per unconditional diffusion sample; None: one per token
+    completion_samples_per_rule: int = 50
+    generation_batch_size: int = 250
+    pictures_per_sampler: int = 6
+    keep_checkpoints: bool = False  # the final model is always kept; intermediate checkpoints go once evaluated
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.samples_per_rule or any(int(n) < 1 for n in self.samples_per_rule):
+            raise ValueError(f"samples_per_rule={self.samples_per_rule} must be a non-empty list of positive counts.")
+        if not self.models:
+            raise ValueError("models is empty: name at least one model, e.g. {diffusion: {model: masked_diffusion}}.")
+        for name, spec in self.models.items():
+            if not isinstance(spec, dict) or spec.get("model") not in MODEL_CLASSES:
+                raise ValueError(f"models[{name!r}] = {spec!r} needs a 'model' key, one of {MODEL_CLASSES}.")
+        for name in ("unconditional_samples", "completion_samples_per_rule", "generation_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1.")
+        reserved = {"dataset", "rules", "heldout_rules", "samples_per_rule", "seed", "output_dir"} & set(self.training)
+        if reserved:
+            raise ValueError(f"training sets {sorted(reserved)}, which the study sets per run; use the study's own "
+                             "fields (rules, heldout_rules, samples_per_rule, seed, output_dir) instead.")
+        trained, heldout = self.trained_rules(), self.heldout()
+        unknown = [r for r in trained + heldout if not 0 <= r < NUM_RULES]
+        if unknown:
+            raise ValueError(f"Rule ids {unknown} do not exist; rules are numbered 0..{NUM_RULES - 1}.")
+        if not trained:
+            raise ValueError(f"rules={self.rules} are all held out ({heldout}); nothing is left to train on.")
+
+    def heldout(self) -> list[int]:
+        if self.heldout_rules is not None:
+            return sorted(self.heldout_rules)
+        return list(HELDOUT_RULES) if self.rules is None else []
+
+    def trained_rules(self) -> list[int]:
+        rules = range(NUM_RULES) if self.rules is None else self.rules
+        return [r for r in rules if r not in self.heldout()]
+
+    def runs(self) -> list[dict]:
+        """[{name, samples_per_rule, model fields...}] in the order they are trained."""
+        return [{"name": f"{name}_{n}", "samples_per_rule": int(n), **spec}
+                for n in self.samples_per_rule for name, spec in self.models.items()]
+
+    def training_fields(self, run: dict, run_dir: Path) -> dict:
+        """The `recipes/train.py` config of one run."""
+        return {
+            "rule_scheme": "attribute", "report_to": "none", **self.training,
+            **{k: v for k, v in run.items() if k not in ("name", "samples_per_rule")},
+            "dataset": "rules", "rules": self.trained_rules() + self.heldout(), "heldout_rules": self.heldout(),
+            "samples_per_rule": run["samples_per_rule"], "seed": self.seed, "output_dir": str(run_dir),
+            "rule_metric_samples": 0,  # the study measures its own, larger, set
+        }
+
+
+def training_samples(config: StudyConfig, samples_per_rule: int) -> np.ndarray:
+    """The training samples of a run, drawn exactly as the training data pipeline draws them."""
+    return np.concatenate([generate_samples(r, samples_per_rule, np.random.default_rng([config.seed, r, 0]))
+                           for r in config.trained_rules()])
+
+
+def completion_set(config: StudyConfig, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh samples of every study rule (none in the training set, independent of the validation draw), rule ids."""
+    rules = config.trained_rules() + config.heldout()
+    seen = set(sample_keys(train).tolist())
+    n = config.completion_samples_per_rule
+    samples = np.concatenate([fresh_samples(r, n, config.seed + 1, seen) for r in rules])
+    return samples, np.repeat(rules, n)
+
+
+def control_set(config: StudyConfig, n: int) -> np.ndarray:
+    """n fresh samples spread over the trained rules: what memorization rates look like for unseen data."""
+    rules = config.trained_rules()
+    counts = np.bincount(np.arange(n) % len(rules), minlength=len(rules))
+    return np.concatenate([generate_samples(r, int(c), np.random.default_rng([config.seed + 2, r, 0]))
+                           for r, c in zip(rules, counts) if c])
+
+
+def unconditional_samplers(model, config: StudyConfig) -> dict[str, dict]:
+    if not is_diffusion(model):
+        return CAUSAL_SAMPLERS
+    steps = {} if config.diffusion_steps is None else {"steps": config.diffusion_steps}
+    return {name: {**steps, **kwargs} for name, kwargs in config.diffusion_samplers.items()}
+
+
+def completion_methods(model) -> dict[str, bool]:
+    """{method name: infill?}: diffusion infills; causal models continue left to right, and infill in any order too
+    when they were trained with target-position conditioning."""
+    if is_diffusion(model):
+        return {"infill": True}
+    methods = {"left_to_right": False}
+    if getattr(model.config, "order_conditioning", "none") == "target":
+        methods["any_order"] = True
+    return methods
+
+
+def split_accuracy(correct: np.ndarray, rule_ids: np.ndarray, heldout: list[int]) -> dict[str, float]:
+    is_heldout = np.isin(rule_ids, heldout)
+    part = lambda mask: float(correct[mask].mean()) if mask.any() else None  # noqa: E731
+    return {"all": float(correct.mean()), "trained": part(~is_heldout), "heldout": part(is_heldout)}
+
+
+def evaluate_run(model, tokenizer, config: StudyConfig, run: dict, run_dir: Path) -> dict:
+    """Measure one trained run; saves the generated and completed samples (`.npy`) and pictures into run_dir."""
+    model.eval()
+    train = training_samples(config, run["samples_per_rule"])
+    test, test_rules = completion_set(config, train)
+    control = control_set(config, config.unconditional_samples)
+    batch = config.generation_batch_size
+    unconditional = {}
+    for name, kwargs in unconditional_samplers(model, config).items():
+        generated = sample_unconditionally(model, tokenizer, config.unconditional_samples, batch, config.seed,
+                                           **kwargs)
+        np.save(run_dir / f"unconditional_{name}.npy", generated)
+        render_samples(generated[: config.pictures_per_sampler], run_dir / f"unconditional_{name}.png")
+        unconditional[name] = {**consistency(generated), "settings": kwargs,
+                               "memorization": memorization_rates(generated, train)}
+    completion = {}
+    for name, infill in completion_methods(model).items():
+        kwargs = {"mask_token_id": tokenizer.mask_token_id, "seed": config.seed} if infill and not is_diffusion(model) else {}
+        completed = complete_last_panels(model, tokenizer, test, batch, infill=infill, **kwargs)
+        np.save(run_dir / f"completion_{name}.npy", completed)
+        completion[name] = split_accuracy(completion_correct(completed), test_rules, config.heldout())
+    heldout = config.heldout()
+    chance = {
+        "completion_copy_middle": split_accuracy(copy_middle_completion(test), test_rules, heldout),
+        "completion_random_panel": split_accuracy(random_panel_completion(test, train, config.seed), test_rules,
+                                                  heldout),
+        "unconditional_shuffled_panels": consistency(
+            shuffled_panel_samples(train, config.unconditional_samples, config.seed)),
+        "memorization_control": memorization_rates(control, train),
+    }
+    np.save(run_dir / "completion_test.npy", test)
+    np.save(run_dir / "completion_test_rules.npy", test_rules)
+    metrics = json.loads((run_dir / "all_results.json").read_text()) if (run_dir / "all_results.json").exists() else {}
+    state = json.loads((run_dir / "trainer_state.json").read_text())
+    return {
+        "name": run["name"], "model": {k: v for k, v in run.items() if k not in ("name", "samples_per_rule")},
+        "samples_per_rule": run["samples_per_rule"], "num_parameters": model.num_parameters(),
+        "validation_loss": metrics.get("eval_loss"), "initial_validation_loss": metrics.get("initial_loss"),
+        "steps": state["global_step"], "epochs": state.get("epoch"),
+        "tokens_seen": state.get("num_input_tokens_seen"), "flops": state.get("total_flos"),
+        "log_history": state["log_history"],
+        "unconditional": unconditional, "completion": completion, "chance": chance,
+        "rules": {"trained": config.trained_rules(), "heldout": heldout},
+        "study": {k: v for k, v in asdict(config).items() if k != "output_dir"},
+    }
+
+
+def write_json(path: Path, value) -> None:
+    """Written to a temporary file and renamed, so an interrupted study never leaves half a results file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, default=float))
+    os.replace(tmp, path)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def results_table(results: list[dict]) -> str:
+    """The study's results as Markdown: unconditional samples, panel completion, chance baselines."""
+    lines = ["## Unconditional samples", "",
+             "| run | params | val loss | sampler | AnyValid | C3 | C2 | memorized samples | rows | panels |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        for sampler, m in r["unconditional"].items():
+            mem = m["memorization"]
+            lines.append(f"| {r['name']} | {r['num_parameters']:,} | {_fmt(r['validation_loss'])} | {sampler} | "
+                         f"{_fmt(m['anyvalid'])} | {_fmt(m['c3'])} | {_fmt(m['c2'])} | {_fmt(mem['sample'])} | "
+                         f"{_fmt(mem['row'])} | {_fmt(mem['panel'])} |")
+    for r in {r["samples_per_rule"]: r for r in results}.values():
+        c, mem = r["chance"]["unconditional_shuffled_panels"], r["chance"]["memorization_control"]
+        lines.append(f"| chance ({r['samples_per_rule']}/rule): shuffled panels; fresh control set | | | | "
+                     f"{_fmt(c['anyvalid'])} | {_fmt(c['c3'])} | {_fmt(c['c2'])} | {_fmt(mem['sample'])} | "
+                     f"{_fmt(mem['row'])} | {_fmt(mem['panel'])} |")
+    lines += ["", "## Panel completion (bottom-right panel of fresh samples)", "",
+              "| run | method | all | trained rules | held-out rules |", "|---|---|---|---|---|"]
+    for r in results:
+        for method, acc in r["completion"].items():
+            lines.append(f"| {r['name']} | {method} | {_fmt(acc['all'])} | {_fmt(acc['trained'])} | "
+                         f"{_fmt(acc['heldout'])} |")
+    for r in {r["samples_per_rule"]: r for r in results}.values():
+        for name in ("completion_copy_middle", "completion_random_panel"):
+            acc = r["chance"][name]
+            lines.append(f"| chance ({r['samples_per_rule']}/rule) | {name.removeprefix('completion_')} | "
+                         f"{_fmt(acc['all'])} | {_fmt(acc['trained'])} | {_fmt(acc['heldout'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _model_name(result: dict) -> str:
+    return result["name"].removesuffix(f"_{result['samples_per_rule']}")
+
+
+def plot_study(results: list[dict], output_dir: Path) -> list[Path]:
+    """C3 and completion against samples per rule (one line per model and sampler / method), and loss curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for key, title, filename in (("unconditional", "Unconditional C3", "c3_vs_samples_per_rule.png"),
+                                 ("completion", "Panel completion accuracy", "completion_vs_samples_per_rule.png")):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        lines = {}
+        for r in sorted(results, key=lambda r: r["samples_per_rule"]):
+            for variant, m in r[key].items():
+                value = m["c3"] if key == "unconditional" else m["all"]
+                lines.setdefault(f"{_model_name(r)} / {variant}", []).append((r["samples_per_rule"], value))
+        for label, points in lines.items():
+            ax.plot(*zip(*points), marker="o", label=label)
+        ax.set(xscale="log", xlabel="training samples per rule", ylabel=title, title=title, ylim=(-0.02, 1.02))
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(output_dir / filename, dpi=120)
+        plt.close(fig)
+        paths.append(output_dir / filename)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results:
+        train = [(h["step"], h["loss"]) for h in r["log_history"] if "loss" in h]
+        evals = [(h["step"], h["eval_loss"]) for h in r["log_history"] if "eval_loss" in h]
+        line = ax.plot(*zip(*train), label=f"{r['name']} train") if train else None
+        if evals:
+            ax.plot(*zip(*evals), "o--", color=line[0].get_color() if line else None, label=f"{r['name']} val")
+    ax.set(xlabel="optimizer step", ylabel="loss (nats / token)", title="Loss curves")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(output_dir / "loss_curves.png", dpi=120)
+    plt.close(fig)
+    return paths + [output_dir / "loss_curves.png"]
+
+
+def write_study_report(results: list[dict], output_dir: Path) -> dict[str, Path]:
+    """results.json, results.md, the plots, and samples/<run>_<sampler>.png into output_dir."""
+    output_dir = Path(output_dir)
+    (output_dir / "samples").mkdir(parents=True, exist_ok=True)
+    write_json(output_dir / RESULTS_FILE, [{k: v for k, v in r.items() if k != "log_history"} for r in results])
+    (output_dir / "results.md").write_text(results_table(results))
+    plot_study(results, output_dir)
+    for r in results:
+        run_dir = output_dir / "runs" / r["name"]
+        for sampler in r["unconditional"]:
+            picture = run_dir / f"unconditional_{sampler}.png"
+            if picture.exists():
+                (output_dir / "samples" / f"{r['name']}_{sampler}.png").write_bytes(picture.read_bytes())
+    return {"json": output_dir / RESULTS_FILE, "markdown": output_dir / "results.md"}

@@ -1,0 +1,151 @@
+"""The rule-learning study driver on a tiny setting: 2 rules (one held out), 3 model classes, a few steps each."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from hf_diffusion_lm.rules import RuleTokenizer, completion_correct, consistency, memorization_rates
+from hf_diffusion_lm.rules.study import StudyConfig
+from hf_diffusion_lm.training.data import build_rule_datasets
+
+ROOT = Path(__file__).parents[1]
+TINY_STUDY = {
+    "rules": [0, 20], "heldout_rules": [20], "samples_per_rule": [6],
+    "models": {"diffusion": {"model": "masked_diffusion"}, "ar": {"model": "permuted_causal"},
+               "ar_2orders": {"model": "permuted_causal", "num_orders": 2, "order_conditioning": "target"}},
+    "training": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "max_steps": 4,
+                 "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8, "validation_samples_per_rule": 4,
+                 "validation_repeats": 1, "logging_steps": 1, "eval_strategy": "steps", "eval_steps": 2,
+                 "save_strategy": "steps", "save_steps": 2, "learning_rate": 0.003, "use_cpu": True,
+                 "disable_tqdm": True},
+    "accelerate_config": str(ROOT / "recipes" / "accelerate_configs" / "single_process.yaml"),
+    "unconditional_samples": 5, "completion_samples_per_rule": 3, "diffusion_steps": 9,
+    "diffusion_samplers": {"ancestral": {"remasking": "random", "do_sample": True},
+                           "low_confidence": {"remasking": "low_confidence", "do_sample": True}},
+    "generation_batch_size": 8, "pictures_per_sampler": 2, "keep_checkpoints": True,
+}
+RUNS = ["diffusion_6", "ar_6", "ar_2orders_6"]
+
+
+def load_driver():
+    spec = importlib.util.spec_from_file_location("rules_study", ROOT / "recipes" / "rules_study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    config_path = root / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump({**TINY_STUDY, "output_dir": str(root / "out")}, sort_keys=False))
+    driver = load_driver()
+    results = driver.main([str(config_path)])
+    return driver, config_path, root / "out", results
+
+
+def test_study_writes_every_output_file(study):
+    _, _, out, results = study
+    assert [r["name"] for r in results] == RUNS
+    table = (out / "results.md").read_text()
+    for name in RUNS:
+        assert f"| {name} |" in table
+    assert [r["name"] for r in json.loads((out / "results.json").read_text())] == RUNS
+    for plot in ("c3_vs_samples_per_rule.png", "completion_vs_samples_per_rule.png", "loss_curves.png"):
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pictures = sorted(p.name for p in (out / "samples").glob("*.png"))
+    assert pictures == sorted(["diffusion_6_ancestral.png", "diffusion_6_low_confidence.png",
+                               "ar_6_temperature_1.png", "ar_2orders_6_temperature_1.png"])
+    by_name = {r["name"]: r for r in results}
+    assert set(by_name["diffusion_6"]["completion"]) == {"infill"}
+    assert set(by_name["ar_6"]["completion"]) == {"left_to_right"}
+    assert set(by_name["ar_2orders_6"]["completion"]) == {"left_to_right", "any_order"}
+    for r in results:
+        assert r["steps"] == 4 and r["validation_loss"] < r["initial_validation_loss"]
+        # held-out rule 20 reported on its own; 3 fresh samples per rule
+        assert all(acc["heldout"] is not None for acc in r["completion"].values())
+
+
+def test_study_metrics_agree_with_the_checker_on_the_saved_samples(study):
+    _, _, out, results = study
+    tokenizer = RuleTokenizer(scheme="attribute")
+    # The training set as the training pipeline drew it, independent of the study's own redraw.
+    train_ids = np.array(build_rule_datasets(tokenizer, 6, 0, [0, 20], [20], 4)["train"]["input_ids"])
+    train = tokenizer.decode_samples(train_ids)
+    for r in results:
+        run_dir = out / "runs" / r["name"]
+        for sampler, metrics in r["unconditional"].items():
+            generated = np.load(run_dir / f"unconditional_{sampler}.npy")
+            assert len(generated) == 5
+            by_hand = consistency(generated)
+            assert {k: metrics[k] for k in by_hand} == pytest.approx(by_hand)
+            assert metrics["memorization"] == pytest.approx(memorization_rates(generated, train))
+        rule_ids = np.load(run_dir / "completion_test_rules.npy")
+        test = np.load(run_dir / "completion_test.npy")
+        assert sorted(set(rule_ids.tolist())) == [0, 20] and len(test) == 6
+        for method, accuracy in r["completion"].items():
+            completed = np.load(run_dir / f"completion_{method}.npy")
+            # only the bottom-right panel may differ from the test sample
+            assert (completed[:, :2] == test[:, :2]).all() and (completed[:, 2, :2] == test[:, 2, :2]).all()
+            correct = completion_correct(completed)
+            assert accuracy["trained"] == pytest.approx(correct[rule_ids == 0].mean())
+            assert accuracy["heldout"] == pytest.approx(correct[rule_ids == 20].mean())
+
+
+def test_study_resumes_without_retraining_finished_models(study, monkeypatch):
+    driver, config_path, out, results = study
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished model was trained again")
+
+    monkeypatch.setattr(driver, "train", no_training)
+    weights = out / "runs" / "ar_6" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    # A run whose evaluation was interrupted: the model is kept and evaluated again, to the same numbers.
+    (out / "runs" / "ar_6" / "results.json").unlink()
+    again = driver.main([str(config_path)])
+    assert weights.stat().st_mtime_ns == before
+    assert json.dumps(again, sort_keys=True) == json.dumps(results, sort_keys=True)
+
+
+def test_study_resumes_half_trained_run_from_its_last_checkpoint(study, monkeypatch):
+    driver, config_path, out, _ = study
+    run_dir = out / "runs" / "diffusion_6"
+    # Interrupted after the checkpoint at step 2: no final model, no results.
+    for name in ("results.json", "eval_results.json", "all_results.json", "model.safetensors"):
+        (run_dir / name).unlink()
+    shutil.rmtree(run_dir / "checkpoint-4")
+    config = StudyConfig(**yaml.safe_load(config_path.read_text()))
+    assert driver.train_command(config, run_dir)[-2:] == ["--resume_from_checkpoint", str(run_dir / "checkpoint-2")]
+    resumed = {r["name"]: r for r in driver.main([str(config_path), "--runs", "diffusion_6"])}["diffusion_6"]
+    assert resumed["steps"] == 4
+    steps_logged = [h["step"] for h in resumed["log_history"] if "loss" in h]
+    assert steps_logged == [1, 2, 3, 4]  # steps 1-2 come from the checkpoint's state, not from a retrain
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"models": {"x": {"model": "gpt2"}}}, "needs a 'model' key"),
+    ({"training": {"seed": 3}}, "which the study sets per run"),
+    ({"samples_per_rule": []}, "non-empty list"),
+    ({"rules": [0], "heldout_rules": [0]}, "nothing is left to train on"),
+    ({"rules": [0, 41]}, "do not exist"),
+    ({"unconditional_samples": 0}, "must be at least 1"),
+])
+def test_study_config_rejects_bad_input(override, message):
+    with pytest.raises(ValueError, match=message):
+        StudyConfig(**override)
+
+
+def test_study_driver_rejects_unknown_fields_and_runs(tmp_path):
+    driver = load_driver()
+    config_path = tmp_path / "s.yaml"
+    config_path.write_text(yaml.safe_dump({"samples_per_rule": [5], "output_dir": str(tmp_path)}))
+    with pytest.raises(ValueError, match="unknown study field.*samples_per_rules"):
+        driver.main([str(config_path), "--samples_per_rules", "[3]"])
+    with pytest.raises(ValueError, match="not runs of this study"):
+        driver.main([str(config_path), "--runs", "diffusion_400"])
