@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -93,9 +94,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if only is not None and run["name"] not in only:
             continue
         # eval_results.json is written after the final model: its presence means training finished.
+        started = time.perf_counter()
         if not (run_dir / "eval_results.json").exists():
             train(config, run, run_dir)
+        trained = time.perf_counter()
         result = evaluate(config, run, run_dir)
+        result["wall_seconds"] = {"train": round(trained - started, 1), "evaluate": round(time.perf_counter() - trained, 1)}
         write_json(run_dir / RESULTS_FILE, result)
         if not config.keep_checkpoints:
             for checkpoint in run_dir.glob("checkpoint-*"):
