@@ -73,6 +73,8 @@ def evaluate(config: StudyConfig, run: dict, run_dir: Path) -> dict:
 
     print(f"[study] evaluating {run['name']}", flush=True)
     model_class = MaskedDiffusionForLM if run["model"] == "masked_diffusion" else PermutedCausalLM
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True  # sampling thousands of sequences; TF32 is ample for that
     model = model_class.from_pretrained(run_dir).to("cuda" if torch.cuda.is_available() else "cpu")
     return evaluate_run(model, RuleTokenizer.from_pretrained(run_dir), config, run, run_dir)
 
