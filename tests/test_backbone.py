@@ -48,3 +48,28 @@ def test_dropout_acts_in_training_only():
     assert not torch.allclose(model(input_ids=ids).logits, model(input_ids=ids).logits)
     model.eval()
     assert torch.equal(model(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+def test_a_key_value_cache_is_built_only_where_one_is_read(monkeypatch):
+    """Training, evaluation and the exact diffusion sampler never fill a cache; generation with a cache does."""
+    from transformers.cache_utils import DynamicCache
+
+    from hf_diffusion_lm import MaskedDiffusionForLM, PermutedCausalLM
+
+    updates = []
+    original_update = DynamicCache.update
+    monkeypatch.setattr(DynamicCache, "update", lambda self, *args, **kwargs: updates.append(1)
+                        or original_update(self, *args, **kwargs))
+    ids = torch.randint(0, 39, (2, 8))
+    causal = PermutedCausalLM(tiny_causal_config())
+    diffusion = MaskedDiffusionForLM(tiny_diffusion_config())
+    assert causal.train()(input_ids=ids, labels=ids).cache is None
+    assert causal.eval()(input_ids=ids).cache is None
+    diffusion.train()(input_ids=ids, labels=ids).loss.backward()
+    diffusion.eval().generate(ids[:, :2], max_new_tokens=6, steps=6)
+    assert updates == []
+    cache = causal(input_ids=ids, use_cache=True).cache
+    assert isinstance(cache, DynamicCache) and cache.get_seq_length() == 8
+    updates.clear()
+    diffusion.generate(ids[:, :2], max_new_tokens=6, steps=6, block_length=3, block_cache="dual")
+    assert len(updates) > 0

@@ -352,11 +352,12 @@ class CachedDenoiser(ExactDenoiser):
                 input_ids=canvas,
                 attention_mask=self.attention_mask,
                 position_ids=self.position_ids,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             ).last_hidden_state
-            kept = [(keys[:, :, self.kept], values[:, :, self.kept]) for keys, values, *_ in cache]
-            self.cache = DynamicCache(ddp_cache_data=kept, config=self.model.config)
+            self.cache = DynamicCache(config=self.model.config)
+            for layer_idx, (keys, values, *_) in enumerate(cache):
+                self.cache.update(keys[:, :, self.kept], values[:, :, self.kept], layer_idx)
             return hidden[:, self.block]
         attention_mask = self.attention_mask
         if attention_mask is not None:  # same key order as the cache: kept positions, then the fed ones
@@ -365,7 +366,7 @@ class CachedDenoiser(ExactDenoiser):
             input_ids=canvas[:, self.fed],
             attention_mask=attention_mask,
             position_ids=self.position_ids[:, self.fed],
-            past_key_values=self.cache,
+            cache=self.cache,
             use_cache=True,
         ).last_hidden_state
         self.cache.crop(-(self.fed.stop - self.fed.start))  # drop the block's keys again: they change every step

@@ -131,7 +131,7 @@ class PermutedCausalGenerationMixin(GenerationMixin):
                 attention_mask=read_valid[:, :last].long(),
                 position_ids=read_positions[:, first:last],
                 target_position_ids=read_positions[:, first + 1 : last + 1],
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
             filling = hole_valid[:, step]  # rows that still have a hole to fill

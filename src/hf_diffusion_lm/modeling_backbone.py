@@ -18,7 +18,6 @@ from transformers.models.llama.modeling_llama import (
     LlamaRMSNorm,
     LlamaRotaryEmbedding,
 )
-from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_backbone import BackboneConfig
@@ -38,18 +37,17 @@ class BackboneDecoderLayer(LlamaDecoderLayer):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
-        use_cache: bool | None = False,
+        cache: Cache | None = None,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         **kwargs,
     ) -> torch.Tensor:
-        """hidden_states: `[batch, seq, hidden]` -> `[batch, seq, hidden]`."""
+        """hidden_states: `[batch, seq, hidden]` -> `[batch, seq, hidden]`; `cache` receives this layer's keys and
+        values when given."""
         attention_output, _ = self.self_attn(
             hidden_states=self.input_layernorm(hidden_states),
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
-            use_cache=use_cache,
+            cache=cache,
             position_embeddings=position_embeddings,
             **kwargs,
         )
@@ -65,7 +63,7 @@ class BackbonePreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _no_split_modules = ["BackboneDecoderLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache"]
     _supports_flash_attn = True
     _supports_sdpa = True
     _supports_flex_attn = True
@@ -101,14 +99,13 @@ class BackboneModel(BackbonePreTrainedModel):
         self.gradient_checkpointing = False
         self.post_init()
 
-    @merge_with_config_defaults
     @capture_outputs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         **kwargs,
@@ -119,17 +116,21 @@ class BackboneModel(BackbonePreTrainedModel):
             attention_mask: `[batch, past + seq]`, 1 for real tokens and 0 for padding.
             position_ids: `[batch, seq]` positions given to RoPE (permuted for `PermutedCausalLM`). Defaults to
                 `past + arange(seq)`.
+            cache: a key/value `Cache` to read and extend (generation).
+            use_cache: build a `DynamicCache` when no `cache` is given. Only an explicit `True` does: unlike
+                transformers' Llama, `config.use_cache` is not a default here, so training, evaluation and the
+                diffusion sampler never fill a cache that nobody reads.
         Returns:
-            `BaseModelOutputWithPast` with `last_hidden_state` `[batch, seq, hidden]`.
+            `BaseModelOutputWithPast` with `last_hidden_state` `[batch, seq, hidden]` and the `cache`.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=self.config)
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
         if position_ids is None:
-            past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+            past_length = cache.get_seq_length() if cache is not None else 0
             position_ids = (torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_length)[None]
 
         if self.is_causal:
@@ -139,14 +140,14 @@ class BackboneModel(BackbonePreTrainedModel):
                 config=self.config,
                 inputs_embeds=inputs_embeds,
                 attention_mask=attention_mask,
-                past_key_values=past_key_values,
+                cache=cache,
             )
         else:
             mask = create_bidirectional_mask(
                 config=self.config,
                 inputs_embeds=inputs_embeds,
                 attention_mask=attention_mask,
-                past_key_values=past_key_values,
+                cache=cache,
             )
 
         hidden_states = self.embedding_dropout(inputs_embeds)
@@ -157,11 +158,10 @@ class BackboneModel(BackbonePreTrainedModel):
                 attention_mask=mask,
                 position_embeddings=position_embeddings,
                 position_ids=position_ids,
-                past_key_values=past_key_values,
-                use_cache=use_cache,
+                cache=cache,
                 **kwargs,
             )
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), past_key_values=past_key_values)
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden_states), cache=cache)
 
 
 def check_token_ids(name: str, ids: torch.Tensor, vocab_size: int, ignore_index: int | None = None) -> None:

@@ -8,6 +8,7 @@ from transformers import initialization as init
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.modeling_utils import slice_logits_to_keep
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_permuted_causal import PermutedCausalConfig
 from .generation_permuted_causal import PermutedCausalGenerationMixin
@@ -87,12 +88,13 @@ class PermutedCausalLM(BackbonePreTrainedModel, PermutedCausalGenerationMixin):
         orders = self.token_orders
         return orders[orders < seq_length].view(orders.shape[0], seq_length)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -123,25 +125,25 @@ class PermutedCausalLM(BackbonePreTrainedModel, PermutedCausalGenerationMixin):
         reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
         batch_size, seq_length = reference.shape
 
-        if order_index is None and self.training and self.config.num_orders > 1 and past_key_values is None:
+        if order_index is None and self.training and self.config.num_orders > 1 and cache is None:
             order_index = torch.randint(self.config.num_orders, (batch_size,), device=reference.device)
         if order_index is not None:
             input_ids, inputs_embeds, attention_mask, labels, position_ids = self.permute(
-                order_index, input_ids, inputs_embeds, attention_mask, labels, position_ids, past_key_values
+                order_index, input_ids, inputs_embeds, attention_mask, labels, position_ids, cache
             )
 
         if inputs_embeds is None:
             inputs_embeds = self.model.embed_tokens(input_ids)
         if self.target_position_embeddings is not None:
             if target_position_ids is None:
-                target_position_ids = self.next_positions(position_ids, attention_mask, past_key_values, seq_length)
+                target_position_ids = self.next_positions(position_ids, attention_mask, cache, seq_length)
             inputs_embeds = inputs_embeds + self.target_position_embeddings(target_position_ids)
 
         outputs = self.model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             use_cache=use_cache,
             **kwargs,
         )
@@ -152,15 +154,15 @@ class PermutedCausalLM(BackbonePreTrainedModel, PermutedCausalGenerationMixin):
         return PermutedCausalLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             order_index=order_index,
         )
 
-    def permute(self, order_index, input_ids, inputs_embeds, attention_mask, labels, position_ids, past_key_values):
+    def permute(self, order_index, input_ids, inputs_embeds, attention_mask, labels, position_ids, cache):
         """Reorder every per-position input by the chosen orderings; RoPE gets the original positions."""
-        if past_key_values is not None:
+        if cache is not None:
             raise ValueError("order_index cannot be combined with a KV cache; permute the prompt yourself instead.")
         if position_ids is not None:
             raise ValueError("Pass either order_index or position_ids, not both: the order defines the positions.")
@@ -180,10 +182,10 @@ class PermutedCausalLM(BackbonePreTrainedModel, PermutedCausalGenerationMixin):
             labels = labels.gather(1, order)
         return input_ids, inputs_embeds, attention_mask, labels, order
 
-    def next_positions(self, position_ids, attention_mask, past_key_values, seq_length):
+    def next_positions(self, position_ids, attention_mask, cache, seq_length):
         """Target positions `[batch, seq]`: the next entry of each row of `position_ids` (the last one + 1)."""
         if position_ids is None:
-            past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+            past_length = cache.get_seq_length() if cache is not None else 0
             position_ids = torch.arange(past_length, past_length + seq_length, device=self.device)[None]
         targets = torch.cat([position_ids[:, 1:], position_ids[:, -1:] + 1], dim=1)
         # Left to right the next position is simply +1; permuted rows already hold their successor in column j+1.

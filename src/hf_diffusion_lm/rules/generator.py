@@ -205,6 +205,11 @@ def sample_keys(samples: np.ndarray) -> np.ndarray:
     return flat.view(np.dtype((np.void, flat.shape[1]))).ravel()
 
 
+def training_samples(rule_id: int, samples_per_rule: int, seed: int) -> np.ndarray:
+    """The training samples of one rule: stream 0 of seed (fresh draws use streams 1, 2, ...)."""
+    return generate_samples(rule_id, samples_per_rule, np.random.default_rng([seed, rule_id, 0]))
+
+
 def build_splits(samples_per_rule: int = 4000, seed: int = 0, heldout=HELDOUT_RULES,
                  test_samples_per_rule: int = 50) -> dict[str, RuleSplit]:
     """The benchmark's data: {"train": ..., "test": ...}.
@@ -218,7 +223,7 @@ def build_splits(samples_per_rule: int = 4000, seed: int = 0, heldout=HELDOUT_RU
     seed = _check_count(seed, "seed")
     heldout = check_rule_ids(heldout)
     trained = [r for r in range(NUM_RULES) if r not in heldout]
-    train = [generate_samples(r, samples_per_rule, np.random.default_rng([seed, r, 0])) for r in trained]
+    train = [training_samples(r, samples_per_rule, seed) for r in trained]
     seen = set(sample_keys(np.concatenate(train)).tolist()) if train else set()
     test = [fresh_samples(r, test_samples_per_rule, seed, seen) for r in range(NUM_RULES)]
     return {"train": _split(train, trained, samples_per_rule),

@@ -20,6 +20,7 @@ import numpy as np
 
 from .baselines import copy_middle_completion, random_panel_completion, shuffled_panel_samples
 from .checker import completion_correct, consistency
+from . import generator
 from .generator import fresh_samples, generate_samples, sample_keys
 from .instances import HELDOUT_RULES, NUM_RULES
 from .memorization import memorization_rates
@@ -117,7 +118,7 @@ class StudyConfig:
 
 def training_samples(config: StudyConfig, samples_per_rule: int) -> np.ndarray:
     """The training samples of a run, drawn exactly as the training data pipeline draws them."""
-    return np.concatenate([generate_samples(r, samples_per_rule, np.random.default_rng([config.seed, r, 0]))
+    return np.concatenate([generator.training_samples(r, samples_per_rule, config.seed)
                            for r in config.trained_rules()])
 
 
