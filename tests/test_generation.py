@@ -241,7 +241,8 @@ def test_remote_code_checkpoint_generates_without_the_package(tmp_path):
     model = MaskedDiffusionForLM(tiny_diffusion_config())
     model.generation_config = MaskedDiffusionGenerationConfig(max_new_tokens=4, steps=2, eos_token_id=2)
     model.save_pretrained(tmp_path / "model")
-    assert (tmp_path / "model" / "generation_masked_diffusion.py").exists()
+    for module in ("generation_masked_diffusion.py", "generation_canvas.py"):  # and what it imports
+        assert (tmp_path / "model" / module).exists()
     reference = model.generate(PROMPTS[:1])
     stdout = run_without_package(f"""
         import torch, transformers

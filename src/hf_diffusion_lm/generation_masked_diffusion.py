@@ -1,5 +1,6 @@
-"""Sampling from `MaskedDiffusionForLM`: a `GenerationConfig` subclass, the output class, the sampler's small pieces and
-the `generate` loop.
+"""Sampling from `MaskedDiffusionForLM`: a `GenerationConfig` subclass, the sampler's small pieces and the `generate`
+loop (the canvas, output class, generators and token sampling shared with `PermutedCausalLM` are in
+`generation_canvas.py`).
 
 The canvas is the prompt followed by `max_new_tokens` MASK ids (any MASK id already in the prompt is a hole to fill).
 Each step runs the network once on the canvas, proposes a token for every MASK position of the current block, and
@@ -11,25 +12,21 @@ Randomness is drawn per sequence, from a generator seeded by (seed, the sequence
 depend on the batch it shares, nor on its left padding.
 """
 
-import copy
-import hashlib
-from dataclasses import dataclass
-
 import torch
 from transformers.cache_utils import DynamicCache
-from transformers.generation import (
-    GenerationConfig,
-    LogitsProcessorList,
-    MinPLogitsWarper,
-    SuppressTokensLogitsProcessor,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
+from transformers.generation import GenerationConfig, LogitsProcessorList
 from transformers.generation.streamers import BaseStreamer
-from transformers.utils import ModelOutput
 
-from .modeling_backbone import check_token_ids
+from .generation_canvas import (
+    CanvasGenerationOutput,
+    as_id_list,
+    build_logits_processors,
+    check_position_range,
+    initial_canvas,
+    prepare_generation_config,
+    row_generators,
+    sample_tokens,
+)
 from .schedules import NOISE_SCHEDULES, check_choice, get_noise_schedule
 
 
@@ -128,42 +125,8 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
         return config
 
 
-@dataclass
-class CanvasGenerationOutput(ModelOutput):
-    """
-    Output of `MaskedDiffusionForLM.generate` and of `PermutedCausalLM`'s any-order generation with
-    `return_dict_in_generate=True`.
-
-    Args:
-        sequences: `[batch * num_return_sequences, seq]` the filled canvases (prompt, left padding included).
-        history: `[steps + 1, batch * num_return_sequences, seq]` the canvas before the first step and after each.
-        commit_step: `[batch * num_return_sequences, seq]` the step at which each position was committed, -1 for
-            the tokens that were given.
-        num_forward_passes: network calls made.
-    """
-
-    sequences: torch.LongTensor | None = None
-    history: torch.LongTensor | None = None
-    commit_step: torch.LongTensor | None = None
-    num_forward_passes: int | None = None
-
-
 # ----------------------------------------------------------------------------------------------------------------------
-# Randomness: one generator per sequence, and draws only for that sequence's own positions.
-
-
-def row_generators(canvas, attention_mask, seed, num_return_sequences) -> list[torch.Generator]:
-    """One generator per row, seeded by (seed, the row's unpadded tokens, its index among its prompt's copies)."""
-    if seed is None:
-        seed = int(torch.randint(2**62, ()))
-    generators = []
-    for row, (tokens, keep) in enumerate(zip(canvas.tolist(), attention_mask.bool().tolist())):
-        content = [seed, row % num_return_sequences] + [token for token, kept in zip(tokens, keep) if kept]
-        digest = hashlib.blake2b(repr(content).encode(), digest_size=8).digest()
-        generator = torch.Generator(device=canvas.device)
-        generator.manual_seed(int.from_bytes(digest, "little") >> 1)
-        generators.append(generator)
-    return generators
+# The sampler's pieces. Each works on the N MASK positions of a step, flattened row by row.
 
 
 def exponential_per_row(generators, counts, *shape, device) -> torch.Tensor:
@@ -175,77 +138,27 @@ def exponential_per_row(generators, counts, *shape, device) -> torch.Tensor:
     return torch.cat(draws)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# The sampler's pieces. Each works on the N MASK positions of a step, flattened row by row.
-
-
-def build_logits_processors(
-    config: GenerationConfig, extra: LogitsProcessorList | None, device, never: list[int] = ()
-) -> LogitsProcessorList:
-    """The user's processors first, then token suppression (`suppress_tokens`, EOS with `suppress_eos`, and the ids
-    in `never`), then, when sampling, the standard warpers."""
-    processors = LogitsProcessorList(extra or [])
-    eos_ids = as_id_list(config.eos_token_id)
-    suppressed = list(config.suppress_tokens or []) + list(never)
-    suppressed += eos_ids if getattr(config, "suppress_eos", False) else []
-    if suppressed:
-        processors.append(SuppressTokensLogitsProcessor(suppressed, device=device))
-    if config.do_sample:
-        if config.temperature is not None and config.temperature != 1.0:
-            processors.append(TemperatureLogitsWarper(config.temperature))
-        if config.top_k:
-            processors.append(TopKLogitsWarper(config.top_k))
-        if config.top_p is not None and config.top_p < 1.0:
-            processors.append(TopPLogitsWarper(config.top_p))
-        if config.min_p:
-            processors.append(MinPLogitsWarper(config.min_p))
-    return processors
-
-
-def sample_tokens(logits, do_sample, generators, counts) -> tuple[torch.LongTensor, torch.Tensor]:
-    """Tokens `[N]` and their probabilities `[N, V]` (float32) from processed logits `[N, V]`.
-
-    Sampling is exact in float64, as LLaDA's Gumbel-max in float64 (float32 noise visibly lowers the quality of
-    diffusion samples), but by inverse CDF: one uniform per position instead of one Gumbel draw per vocabulary
-    entry, which on a CPU cost more than the network step. The first token whose cumulative probability exceeds
-    u is drawn with exactly its probability; zero-probability tokens are never drawn.
-    """
-    if not do_sample:
-        return logits.argmax(-1), logits.float().softmax(-1)
-    cumulative = logits.double().softmax(-1).cumsum(-1)
-    uniforms = torch.cat([torch.rand(n, dtype=torch.float64, generator=g, device=logits.device)
-                          for g, n in zip(generators, counts)])
-    tokens = torch.searchsorted(cumulative, (uniforms * cumulative[:, -1])[:, None], right=True)[:, 0]
-    return tokens.clamp(max=logits.shape[-1] - 1), logits.float().softmax(-1)
-
-
-def low_confidence_scores(probs, tokens):
-    """Commit the proposals the model is surest of (LLaDA's low-confidence remasking, MaskGIT)."""
-    return probs.gather(-1, tokens[:, None])[:, 0]
-
-
-def margin_scores(probs, tokens):
+def margin_scores(probs):
     top2 = probs.topk(2, dim=-1).values
     return top2[:, 0] - top2[:, 1]
 
 
-def entropy_scores(probs, tokens):
+def entropy_scores(probs):
     return (probs * probs.clamp(min=1e-12).log()).sum(-1)  # -entropy: lowest entropy first
 
 
-def random_scores(probs, tokens):
-    return torch.zeros_like(tokens, dtype=probs.dtype)  # with the Gumbel noise added below: uniform positions
+def position_scorer(remasking):
+    """`score(probs [N, V], confidence [N]) -> [N]` for `remasking`, where confidence is the probability of each
+    proposed token: the best-scored proposals are committed first."""
+    return {
+        "random": lambda probs, confidence: torch.zeros_like(confidence),  # the Gumbel noise of `propose` decides
+        "low_confidence": lambda probs, confidence: confidence,  # the surest first (LLaDA's remasking, MaskGIT)
+        "margin": lambda probs, confidence: margin_scores(probs),
+        "entropy": lambda probs, confidence: entropy_scores(probs),
+    }[remasking]
 
 
-POSITION_SCORES = {
-    "random": random_scores,
-    "low_confidence": low_confidence_scores,
-    "margin": margin_scores,
-    "entropy": entropy_scores,
-}
-
-
-def equal_split(step, steps, num_left, num_at_start, schedule, generators):
+def equal_split(step, steps, num_at_start):
     """LLaDA's split: the block's MASK count over its steps, the remainder on the first steps."""
     return num_at_start // steps + (step < num_at_start % steps).long()
 
@@ -256,35 +169,42 @@ def unmasking_fraction(step, steps, schedule) -> float:
     return float((schedule.alpha(s) - schedule.alpha(t)) / (1 - schedule.alpha(t)))
 
 
-def schedule_counts(step, steps, num_left, num_at_start, schedule, generators):
-    fraction = unmasking_fraction(step, steps, schedule)
+def schedule_counts(num_left, fraction):
     return (num_left * fraction).round().long().clamp(min=1)  # at least one, so each network call commits
 
 
-def binomial_counts(step, steps, num_left, num_at_start, schedule, generators):
-    fraction = unmasking_fraction(step, steps, schedule)
+def binomial_counts(num_left, fraction, generators):
     draws = [torch.rand(int(n), generator=g, device=num_left.device) for g, n in zip(generators, num_left)]
     return torch.stack([(draw < fraction).sum() for draw in draws])
 
 
-COMMIT_COUNTS = {"equal": equal_split, "schedule": schedule_counts, "binomial": binomial_counts}
+def commit_counter(tokens_per_step, steps, schedule, generators):
+    """`count(step, num_left [B], num_at_start [B]) -> [B]` for `tokens_per_step`: how many MASK positions of each
+    row the step commits, in a block of `steps` steps."""
+
+    def fraction(step):
+        return unmasking_fraction(step, steps, schedule)
+
+    return {
+        "equal": lambda step, num_left, num_at_start: equal_split(step, steps, num_at_start),
+        "schedule": lambda step, num_left, num_at_start: schedule_counts(num_left, fraction(step)),
+        "binomial": lambda step, num_left, num_at_start: binomial_counts(num_left, fraction(step), generators),
+    }[tokens_per_step]
 
 
-def propose(position_logits, masked, canvas, config, processors, generators):
+def propose(position_logits, masked, canvas, processors, do_sample, score_positions, position_temperature, generators):
     """Proposals for the MASK positions of a block: tokens `[B, W]`, their probabilities `[B, W]` and the position
     scores `[B, W]` (-inf where nothing is masked). position_logits: `[N, V]` for the N True entries of masked
-    `[B, W]`, row by row."""
+    `[B, W]`, row by row. With a position_temperature > 0 the scores get Gumbel noise (Gumbel-top-k: the best k of
+    score / T + Gumbel noise are k positions drawn without replacement from softmax(score / T))."""
     counts = masked.sum(-1).tolist()
     if processors:
         position_logits = processors(canvas[masked.nonzero()[:, 0]], position_logits)
-    tokens, probs = sample_tokens(position_logits, config.do_sample, generators, counts)
-    scores = POSITION_SCORES[config.remasking](probs, tokens).double()
-    if config.remasking == "random" or config.position_temperature > 0:
-        # Gumbel-top-k: the best k of score / T + Gumbel noise are k positions drawn without replacement from
-        # softmax(score / T).
-        temperature = config.position_temperature or 1.0
-        scores = scores / temperature - exponential_per_row(generators, counts, device=scores.device).log()
+    tokens, probs = sample_tokens(position_logits, do_sample, generators, counts)
     confidence = probs.gather(-1, tokens[:, None])[:, 0]
+    scores = score_positions(probs, confidence).double()
+    if position_temperature > 0:
+        scores = scores / position_temperature - exponential_per_row(generators, counts, device=scores.device).log()
 
     def unflatten(values, fill):  # [N] -> [B, W]
         return torch.full(masked.shape, fill, dtype=values.dtype, device=masked.device).masked_scatter_(masked, values)
@@ -373,69 +293,6 @@ class CachedDenoiser(ExactDenoiser):
         return hidden[:, : self.block.stop - self.block.start]
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Input preparation shared with `PermutedCausalLM`'s any-order generation.
-
-
-def as_id_list(token_ids) -> list[int]:
-    if token_ids is None:
-        return []
-    return [token_ids] if isinstance(token_ids, int) else list(token_ids)
-
-
-def initial_canvas(input_ids, attention_mask, mask_token_id, max_new_tokens, num_return_sequences, vocab_size, device):
-    """The prompt followed by `max_new_tokens` MASK ids, each row repeated `num_return_sequences` times.
-
-    Returns `(canvas, attention_mask)`, both `[batch * num_return_sequences, prompt + max_new_tokens]`.
-    """
-    if input_ids is None:
-        input_ids = torch.empty(1, 0, dtype=torch.long, device=device)
-    if input_ids.dim() != 2:
-        raise ValueError(f"input_ids have shape {tuple(input_ids.shape)}; expected [batch, seq].")
-    check_token_ids("input_ids", input_ids, vocab_size)
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
-    if attention_mask.shape != input_ids.shape:
-        raise ValueError(
-            f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids {tuple(input_ids.shape)}."
-        )
-    if max_new_tokens is None:
-        if not bool((input_ids == mask_token_id).any()):
-            raise ValueError(
-                "Nothing to generate: pass max_new_tokens (MASK positions appended to the prompt) or put "
-                f"mask_token_id={mask_token_id} in input_ids where tokens should be filled in."
-            )
-        max_new_tokens = 0
-    tail = torch.full((input_ids.shape[0], max_new_tokens), mask_token_id, dtype=torch.long, device=input_ids.device)
-    canvas = torch.cat([input_ids, tail], dim=1)
-    attention_mask = torch.cat([attention_mask.long(), torch.ones_like(tail)], dim=1)
-    return (
-        canvas.repeat_interleave(num_return_sequences, dim=0),
-        attention_mask.repeat_interleave(num_return_sequences, dim=0),
-    )
-
-
-def check_position_range(position_ids, max_position_embeddings, prompt_length, max_new_tokens):
-    needed = int(position_ids.max()) + 1 if position_ids.numel() else 0
-    if needed > max_position_embeddings:
-        raise ValueError(
-            f"The prompt ({prompt_length} positions) plus max_new_tokens={max_new_tokens} needs {needed} positions, "
-            f"more than max_position_embeddings={max_position_embeddings}; shorten the prompt or generate fewer "
-            "tokens."
-        )
-
-
-def prepare_generation_config(default, generation_config, config_class, kwargs):
-    """A copy of `generation_config` (or the model's) updated with the keyword arguments; unknown ones raise."""
-    config = copy.deepcopy(generation_config if generation_config is not None else default)
-    if not isinstance(config, config_class):
-        config = config_class.from_dict(config.to_dict())
-    unknown = config.update(**kwargs)
-    if unknown:
-        raise ValueError(f"generate() got arguments it does not know: {sorted(unknown)}.")
-    return config
-
-
 class MaskedDiffusionGenerationMixin:
     """`generate` for `MaskedDiffusionForLM` (the model's `generation_config_class` is the config above)."""
 
@@ -487,8 +344,11 @@ class MaskedDiffusionGenerationMixin:
 
         generators = row_generators(canvas, attention_mask, config.seed, num_return_sequences)
         processors = build_logits_processors(config, logits_processor, canvas.device)
-        count_commits = COMMIT_COUNTS[config.tokens_per_step]
         schedule = get_noise_schedule(config.noise_schedule or self.config.noise_schedule, self.config.time_epsilon)
+        count_commits = commit_counter(config.tokens_per_step, steps_per_block, schedule, generators)
+        score_positions = position_scorer(config.remasking)
+        # "random" scores are all equal: Gumbel noise at temperature 1 alone draws the positions.
+        position_temperature = config.position_temperature or (1.0 if config.remasking == "random" else 0.0)
         eos_ids = torch.tensor(as_id_list(config.eos_token_id), dtype=torch.long, device=canvas.device)
         pad_id = config.pad_token_id if config.pad_token_id is not None else (eos_ids[0] if len(eos_ids) else None)
         padding_mask = None if bool(attention_mask.all()) else attention_mask
@@ -517,8 +377,11 @@ class MaskedDiffusionGenerationMixin:
 
                 # Propose a token for every MASK position, then commit the best-scored proposals; the rest stay masked.
                 logits = self.output_logits(hidden[masked])  # [N, V], row by row
-                tokens, confidence, scores = propose(logits, masked, canvas, config, processors, generators)
-                num_commits = count_commits(step, steps_per_block, num_left, num_at_start, schedule, generators)
+                tokens, confidence, scores = propose(
+                    logits, masked, canvas, processors, config.do_sample, score_positions, position_temperature,
+                    generators,
+                )
+                num_commits = count_commits(step, num_left, num_at_start)
                 committed = select_positions(scores, num_commits, confidence, config.confidence_threshold)
                 block.copy_(torch.where(committed, tokens, block))
                 block_commits.masked_fill_(committed, step_index)
@@ -600,6 +463,6 @@ __all__ = [
     "CanvasGenerationOutput",
     "MaskedDiffusionGenerationConfig",
     "MaskedDiffusionGenerationMixin",
-    "POSITION_SCORES",
-    "COMMIT_COUNTS",
+    "position_scorer",
+    "commit_counter",
 ]

@@ -10,7 +10,7 @@ import torch
 from transformers.cache_utils import DynamicCache
 from transformers.generation import GenerationConfig, GenerationMixin, LogitsProcessorList
 
-from .generation_masked_diffusion import (
+from .generation_canvas import (
     CanvasGenerationOutput,
     build_logits_processors,
     check_position_range,
@@ -68,7 +68,7 @@ class PermutedCausalGenerationMixin(GenerationMixin):
             mask_token_id: the id marking holes; any id the model never needs to read (it is never fed).
             decoding_order: `"random"` (a fresh order per sequence), `"left-to-right"`, or a `[batch, seq]` tensor
                 of ranks: holes are filled in increasing rank.
-            seed: base seed of the per-sequence generators (see `generation_masked_diffusion.row_generators`).
+            seed: base seed of the per-sequence generators (see `generation_canvas.row_generators`).
             kwargs: generation-config fields (`max_new_tokens`, `do_sample`, `temperature`, `top_k`, `top_p`,
                 `num_return_sequences`, `return_dict_in_generate`, ...).
         Returns:
