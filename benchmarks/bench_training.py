@@ -73,7 +73,8 @@ class StepClock(TrainerCallback):
 
 
 def bench_trainer(folder: Path, tokenizer, data, steps: int, warmup: int = 5):
-    arguments = ModelArguments(model="masked_diffusion", hidden_size=128, num_hidden_layers=4, num_attention_heads=4)
+    arguments = ModelArguments(model="masked_diffusion",
+                               model_config=dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4))
     config = LMTrainingConfig(output_dir=str(folder / "out"), use_cpu=True, per_device_train_batch_size=8,
                               max_steps=steps + warmup, learning_rate=1e-3, logging_steps=10, report_to="none",
                               save_strategy="no", eval_strategy="no", disable_tqdm=True, seed=0,

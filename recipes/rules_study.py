@@ -12,7 +12,6 @@ Outputs: <output_dir>/results.{md,json}, *.png plots, samples/*.png, runs/<run>/
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -59,32 +58,22 @@ def train_command(config: StudyConfig, run_dir: Path) -> list[str]:
     return command
 
 
-def training_environment(config: StudyConfig) -> dict:
-    """`accelerate launch` sets OMP_NUM_THREADS=1 unless told otherwise (measured: half speed on a 2-core CPU), so
-    share the cores among the config's processes unless the caller set it."""
-    env = dict(os.environ)
-    if "OMP_NUM_THREADS" not in env:
-        launch = yaml.safe_load(Path(config.accelerate_config).read_text()) if config.accelerate_config else {}
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(launch.get("num_processes", 1))))
-    return env
-
-
 def train(config: StudyConfig, run: dict, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "train_config.yaml").write_text(yaml.safe_dump(config.training_fields(run, run_dir), sort_keys=False))
     command = train_command(config, run_dir)
     print(f"[study] training {run['name']}: {' '.join(command)}", flush=True)
-    subprocess.run(command, check=True, env=training_environment(config))
+    subprocess.run(command, check=True)  # recipes/train.py gives itself the cores (training/threads.py)
 
 
 def evaluate(config: StudyConfig, run: dict, run_dir: Path) -> dict:
     import torch
 
-    from hf_diffusion_lm import MaskedDiffusionForLM, PermutedCausalLM
+    from hf_diffusion_lm import FAMILIES
     from hf_diffusion_lm.rules import RuleTokenizer
 
     print(f"[study] evaluating {run['name']}", flush=True)
-    model_class = MaskedDiffusionForLM if run["model"] == "masked_diffusion" else PermutedCausalLM
+    model_class = FAMILIES[run["model"]].model_class
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True  # sampling thousands of sequences; TF32 is ample for that
     model = model_class.from_pretrained(run_dir).to("cuda" if torch.cuda.is_available() else "cpu")

@@ -4,8 +4,8 @@
     accelerate launch recipes/train.py --model permuted_causal --num_orders 4
     accelerate launch --config_file recipes/accelerate_configs/zero2.yaml recipes/train.py recipes/configs/X.yaml
 
-A YAML config sets any field of `ModelArguments` or `LMTrainingConfig` (TrainingArguments); command-line flags
-override it.
+A YAML config sets any field of `ModelArguments`, `LMTrainingConfig` (TrainingArguments) or of the model family's
+config (`hidden_size`, `num_orders`, `time_epsilon`, ...); command-line flags override it.
 """
 
 import json
@@ -17,26 +17,23 @@ import yaml
 from transformers import HfArgumentParser, set_seed
 
 from hf_diffusion_lm.training import LMTrainer, LMTrainingConfig, ModelArguments, build_datasets, build_model
+from hf_diffusion_lm.training.modeling import config_field_names
 from hf_diffusion_lm.training.report import write_run_report
+from hf_diffusion_lm.training.threads import use_the_cores
 
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
 
 
-def yaml_to_flags(path: Path) -> list[str]:
-    """The YAML's keys as command-line flags, refusing keys that no dataclass field has."""
-    values = yaml.safe_load(path.read_text()) or {}
-    known = {f.name for dataclass in (ModelArguments, LMTrainingConfig) for f in fields(dataclass)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown config key(s) {unknown}; see `python recipes/train.py --help`.")
+def to_flags(values: dict, source) -> list[str]:
+    """Config values as command-line flags for `HfArgumentParser`."""
     flags = []
     for key, value in values.items():
         if value is None:
             continue
         if isinstance(value, list):
             if not value:
-                raise ValueError(f"{path}: {key} is an empty list; leave the key out instead.")
+                raise ValueError(f"{source}: {key} is an empty list; leave the key out instead.")
             flags += [f"--{key}", *map(str, value)]
         elif isinstance(value, dict):
             flags += [f"--{key}", json.dumps(value)]
@@ -45,17 +42,53 @@ def yaml_to_flags(path: Path) -> list[str]:
     return flags
 
 
+def flags_to_values(flags: list[str]) -> dict:
+    """`--field value [value ...]` pairs left over by `HfArgumentParser` (model config fields), typed as YAML reads
+    them (`4` -> 4, `0.1` -> 0.1, `true` -> True)."""
+    values, key = {}, None
+    for flag in flags:
+        if flag.startswith("--"):
+            key = flag[2:].replace("-", "_")
+            values[key] = []
+        elif key is None:
+            raise ValueError(f"Unexpected argument {flag!r}; model config fields are given as --field value.")
+        else:
+            values[key].append(yaml.safe_load(flag))
+    return {key: items[0] if len(items) == 1 else items for key, items in values.items()}
+
+
 def parse_config(argv: list[str]) -> tuple[ModelArguments, LMTrainingConfig]:
+    """The run's arguments from a YAML config (default: the embedded one) and command-line overrides. Keys and flags
+    that are not fields of `ModelArguments` or `LMTrainingConfig` are fields of the model's config."""
     if argv and argv[0].endswith((".yaml", ".yml")):
         config_path, overrides = Path(argv[0]), argv[1:]
     else:
         config_path, overrides = DEFAULT_CONFIG, argv
+    values = yaml.safe_load(config_path.read_text()) or {}
+    argument_fields = {f.name for dataclass in (ModelArguments, LMTrainingConfig) for f in fields(dataclass)}
+    model_fields = {key: value for key, value in values.items() if key not in argument_fields}
     parser = HfArgumentParser((ModelArguments, LMTrainingConfig))
-    return parser.parse_args_into_dataclasses(args=yaml_to_flags(config_path) + overrides)
+    flags = to_flags({key: value for key, value in values.items() if key in argument_fields}, config_path)
+    model_args, config, rest = parser.parse_args_into_dataclasses(args=flags + overrides, return_remaining_strings=True)
+    from_command_line = flags_to_values(rest)
+    unknown = sorted(set(model_fields) - config_field_names(model_args.model))
+    if unknown:
+        raise ValueError(f"{config_path}: unknown config key(s) {unknown}; they are neither training arguments nor "
+                         f"fields of the {model_args.model} config (see `python recipes/train.py --help`).")
+    unknown = sorted(set(from_command_line) - config_field_names(model_args.model))
+    if unknown:
+        raise ValueError(f"unknown flag(s) {['--' + key for key in unknown]}; they are neither training arguments "
+                         f"nor fields of the {model_args.model} config (see `python recipes/train.py --help`).")
+    model_args.model_config = {**model_fields, **model_args.model_config, **from_command_line}
+    model_args.config_fields()  # a clash between size and explicit fields fails here, before any work
+    return model_args, config
 
 
 def main(argv: list[str] | None = None):
     model_args, config = parse_config(sys.argv[1:] if argv is None else argv)
+    threads = use_the_cores()
+    if config.use_cpu and config.process_index == 0:
+        print(f"[train] {threads} CPU thread(s) per process", flush=True)
     set_seed(config.seed)
     tokenizer, datasets, unique_tokens = build_datasets(config)
     block_size = len(datasets["train"][0]["input_ids"])

@@ -13,7 +13,8 @@ import torch
 ROOT = Path(__file__).parents[1]
 TINY_RUN = [
     "--samples_per_rule", "8", "--rules", "0", "3", "--hidden_size", "32", "--num_hidden_layers", "2",
-    "--max_steps", "4", "--validation_samples_per_rule", "2", "--logging_steps", "1", "--eval_strategy", "no",
+    "--max_steps", "4", "--validation_samples_per_rule", "3", "--per_device_eval_batch_size", "4",
+    "--logging_steps", "1", "--eval_strategy", "no",
     "--save_strategy", "no", "--load_best_model_at_end", "false", "--disable_tqdm", "true", "--warmup_steps", "0",
     "--learning_rate", "0.01", "--rule_metric_samples", "0",
 ]
@@ -51,10 +52,17 @@ def single_process_losses(single_process_run):
     return single_process_run[0]
 
 
-def test_ddp_on_two_processes_matches_one_process(tmp_path, single_process_losses):
+def test_ddp_on_two_processes_matches_one_process(tmp_path, single_process_run):
+    single_losses, single_folder = single_process_run
     losses = train(tmp_path, "ddp", accelerate("cpu_2proc.yaml"), batch_size=4)
     assert len(losses) == 4
-    assert losses == pytest.approx(single_process_losses, rel=1e-4)
+    assert losses == pytest.approx(single_losses, rel=1e-4)
+    # Validation of the same (initial) weights: 6 samples in batches of 4 are 1 batch per process with 2 processes
+    # (the second padded by accelerate), 2 batches with one; the diffusion ELBO's draws are keyed by sample index.
+    single, ddp = (json.loads((folder / "eval_results.json").read_text()) for folder in (single_folder, tmp_path / "ddp"))
+    assert ddp["initial_loss"] == pytest.approx(single["initial_loss"], rel=1e-6)
+    assert ddp["initial_loss_standard_error"] == pytest.approx(single["initial_loss_standard_error"], rel=1e-5)
+    assert ddp["eval_loss"] == pytest.approx(single["eval_loss"], rel=1e-3)
 
 
 def test_deepspeed_zero2_on_two_processes_matches_one_process(tmp_path, single_process_losses):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hf_diffusion_lm import MaskedDiffusionConfig, MaskedDiffusionForLM, PermutedCausalConfig, PermutedCausalLM
-from hf_diffusion_lm.rules import RuleTokenizer, build_splits, completion_correct
+from hf_diffusion_lm.rules import RuleTokenizer, build_splits, completion_correct, consistency
 from hf_diffusion_lm.rules.model_metrics import complete_last_panels, rule_report, sample_unconditionally
 
 
@@ -44,7 +44,9 @@ def test_completion_rewrites_only_the_last_panel(setup, diffusion, family):
 def test_report_scores_generated_samples_with_the_checker(setup, diffusion, family):
     model, tokenizer, test, train = setup
     model = diffusion if family == "diffusion" else model
-    report = rule_report(model, tokenizer, test, train, num_unconditional=4)
+    report, generated = rule_report(model, tokenizer, test, train, num_unconditional=4)
+    assert generated.shape == (4, 3, 3, 9, 3)
+    assert report["unconditional_c3"] == consistency(generated)["c3"]
     assert report["completion"] == completion_correct(complete_last_panels(model, tokenizer, test)).mean()
     assert all(0.0 <= value <= 1.0 for value in report.values())
     samples = sample_unconditionally(model, tokenizer, 4, seed=1)

@@ -154,16 +154,8 @@ def test_study_driver_rejects_unknown_fields_and_runs(tmp_path):
         driver.main([str(config_path), "--runs", "diffusion_400"])
 
 
-def test_study_driver_reads_overrides_without_a_config_and_shares_cores_among_processes(monkeypatch):
+def test_study_driver_reads_overrides_without_a_config():
     driver = load_driver()
     config, runs = driver.parse_config(["--output_dir", "elsewhere", "--runs", "ar_400"])
     assert config.output_dir == "elsewhere" and runs == ["ar_400"]
     assert config.rules == [0, 10, 20]  # the default config, recipes/rules/cpu.yaml
-    # accelerate launch would give each process one thread unless OMP_NUM_THREADS is set
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(driver.os, "cpu_count", lambda: 8)
-    assert driver.training_environment(config)["OMP_NUM_THREADS"] == "8"
-    two = StudyConfig(**{**TINY_STUDY, "accelerate_config": str(ROOT / "recipes/accelerate_configs/cpu_2proc.yaml")})
-    assert driver.training_environment(two)["OMP_NUM_THREADS"] == "4"
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert driver.training_environment(two)["OMP_NUM_THREADS"] == "3"

@@ -8,7 +8,7 @@ import torch
 from transformers import TrainerCallback
 
 from hf_diffusion_lm.flops import reference_parameter_count
-from hf_diffusion_lm.training import LMTrainer, global_batch_noise
+from hf_diffusion_lm.training import LMTrainer, keyed_generator
 
 from trainer_helpers import logged_losses, tiny_setup, tiny_trainer
 
@@ -55,8 +55,8 @@ def test_noise_times_of_processes_and_accumulation_steps_form_one_antithetic_set
     assert times.shape == (16,)
     gaps = times.sort().values.diff()
     assert torch.allclose(gaps, torch.full_like(gaps, (1 - 1e-3) / 16), atol=1e-6)  # one antithetic set of 16
-    expected, _ = global_batch_noise(trainer.args.seed, trainer.state.global_step, 16, 32)
-    assert torch.equal(times, expected)  # slot a * world + r holds rows 4 (a * 2 + r) ...
+    expected = trainer.model.draw_training_randomness(16, 32, keyed_generator(trainer.args.seed, trainer.state.global_step))
+    assert torch.equal(times, expected["noise_times"])  # slot a * world + r holds rows 4 (a * 2 + r) ...
 
 
 def test_gradient_accumulation_reproduces_the_full_batch(tmp_path):
@@ -136,8 +136,10 @@ def test_paper_configs_mirror_the_setup_table(family, model):
     config_path = Path(__file__).parents[1] / "recipes" / "configs" / f"c4_{family}_117M.yaml"
     model_args, config = train.parse_config([str(config_path), "--bf16", "false", "--use_cpu", "true"])
     assert model_args.model == model
-    assert (model_args.hidden_size, model_args.num_attention_heads, model_args.num_hidden_layers) == (768, 12, 12)
-    assert model_args.hidden_dropout == 0.1 and model_args.pad_vocab_to_multiple_of == 128
+    model_fields = model_args.config_fields()
+    assert (model_fields["hidden_size"], model_fields["num_attention_heads"], model_fields["num_hidden_layers"]) == (
+        768, 12, 12)
+    assert model_fields["hidden_dropout"] == 0.1 and model_args.pad_vocab_to_multiple_of == 128
     assert config.block_size == 2048 and config.unique_tokens == 100_000_000
     assert config.per_device_train_batch_size * config.gradient_accumulation_steps * 8 == 256  # on 8 GPUs
     assert (config.learning_rate, config.lr_scheduler_kwargs["min_lr_rate"]) == (2e-4, 0.1)
@@ -159,3 +161,28 @@ def test_best_checkpoint_by_validation_loss_and_early_stopping(tmp_path):
     assert trainer.state.best_metric == best["eval_loss"]
     assert trainer.state.best_model_checkpoint.endswith(f"checkpoint-{best['step']}")
     assert trainer.evaluate()["eval_loss"] == pytest.approx(best["eval_loss"], rel=1e-6)  # best weights reloaded
+
+
+def test_a_recipe_sets_any_field_of_the_family_config_with_one_default_each(tmp_path):
+    train = load_recipe()
+    from hf_diffusion_lm import MaskedDiffusionConfig
+    from hf_diffusion_lm.rules import RuleTokenizer
+    from hf_diffusion_lm.training import build_model
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model: masked_diffusion\nhidden_size: 64\ntime_epsilon: 0.01\nmodel_config: {num_hidden_layers: 3}\n")
+    model_args, _ = train.parse_config([str(recipe), "--copy_unmasked_tokens", "false", "--noise_schedule", "cosine",
+                                        "--output_dir", str(tmp_path / "out")])
+    model = build_model(model_args, RuleTokenizer(), block_size=32)
+    config = model.config
+    assert (config.hidden_size, config.num_hidden_layers, config.time_epsilon) == (64, 3, 0.01)
+    assert config.copy_unmasked_tokens is False and config.noise_schedule == "cosine"
+    assert model.noise_schedule.alpha(torch.tensor(0.5)) == pytest.approx(1 - 0.7071, abs=1e-4)
+    # Unset fields keep the config class's own defaults, the intermediate size rule included.
+    defaults = MaskedDiffusionConfig(hidden_size=64)
+    assert config.intermediate_size == defaults.intermediate_size == 128  # int(8 * 64 / 3 / 64) * 64
+    assert config.loss_weighting == defaults.loss_weighting and config.hidden_dropout == defaults.hidden_dropout
+    with pytest.raises(ValueError, match=r"unknown flag\(s\) \['--num_order'\]"):
+        train.parse_config(["--model", "permuted_causal", "--num_order", "4"])
+    with pytest.raises(ValueError, match="size='117M' sets"):
+        train.parse_config(["--size", "117M", "--hidden_size", "64"])

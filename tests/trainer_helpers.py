@@ -29,8 +29,8 @@ def tiny_setup(folder, block_size=32, unique_tokens=2400, validation_tokens=256)
 
 def tiny_trainer(folder, model="masked_diffusion", num_orders=1, data=None, **overrides) -> LMTrainer:
     tokenizer, datasets = data or tiny_setup(folder)
-    arguments = ModelArguments(model=model, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                               num_orders=num_orders)
+    shape = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2)
+    arguments = ModelArguments(model=model, model_config={**shape, "num_orders": num_orders} if num_orders > 1 else shape)
     settings = dict(output_dir=str(folder / "out"), use_cpu=True, per_device_train_batch_size=8, max_steps=30,
                     learning_rate=3e-3, warmup_steps=0, logging_steps=1, report_to="none", save_strategy="no",
                     eval_strategy="no", seed=0, validation_repeats=2, per_device_eval_batch_size=4,

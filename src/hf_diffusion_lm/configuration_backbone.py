@@ -10,6 +10,9 @@ class BackboneConfig(LlamaConfig):
     int(8 * hidden_size / 3 / 64) * 64`, tied embeddings, no biases) rather than Llama-7B.
 
     Args beyond `LlamaConfig`:
+        intermediate_size (`int`, *optional*, defaults to 0):
+            SwiGLU inner size; 0 derives the paper's `int(8 * hidden_size / 3 / 64) * 64` (at least 64) from the width.
+            (0 rather than None: the parent's strict dataclass validation only accepts an int here.)
         hidden_dropout (`float`, *optional*, defaults to 0.0):
             Dropout on the embeddings and on the output of every attention and MLP sub-layer before it joins the
             residual stream (Megatron's hidden dropout; the data-constrained paper trains with 0.1).
@@ -17,7 +20,7 @@ class BackboneConfig(LlamaConfig):
 
     vocab_size: int = 50304
     hidden_size: int = 256
-    intermediate_size: int = 640
+    intermediate_size: int = 0
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
     max_position_embeddings: int = 2048
@@ -40,6 +43,8 @@ class BackboneConfig(LlamaConfig):
                 f"num_key_value_heads={kv_heads} does not divide num_attention_heads={self.num_attention_heads}; "
                 "grouped-query attention needs every key/value head to serve the same number of query heads."
             )
+        if not self.intermediate_size:
+            self.intermediate_size = max(64, int(8 * self.hidden_size / 3 / 64) * 64)
         for name in ("hidden_dropout", "attention_dropout"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:

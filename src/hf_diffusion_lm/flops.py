@@ -1,17 +1,21 @@
-"""Compute accounting as in the data-constrained scaling papers: C = 6 N D for AR and diffusion alike."""
+"""Compute accounting as in the data-constrained scaling papers: C = 6 N D for AR and diffusion alike.
+
+The formulas live in `scaling`; this module applies them to a model config.
+"""
+
+from .scaling import parameter_count, training_flops
+
+
+__all__ = ["reference_parameter_count", "training_flops"]
 
 
 def reference_parameter_count(config) -> int:
-    """N = 4 L d^2 + 3 L d f + 6 L d + V d, the count the data-constrained paper fits its laws with.
+    """`scaling.parameter_count` of a config: N = 4 L d^2 + 3 L d f + 6 L d + V d, the count the data-constrained
+    paper fits its laws with.
 
-    L layers, width d, SwiGLU inner size f, vocabulary V (input embedding counted once). It assumes full multi-head
-    attention, so it over-counts grouped-query models; use it to compare with the paper, not to size memory.
+    L = num_hidden_layers, d = hidden_size, V = vocab_size, f = the config's intermediate_size when it sets one,
+    else the paper's int(8 d / 3 / 64) * 64. It assumes full multi-head attention, so it over-counts grouped-query
+    models; use it to compare with the paper, not to size memory.
     """
-    layers, width = config.num_hidden_layers, config.hidden_size
-    inner = getattr(config, "intermediate_size", None) or 4 * width
-    return 4 * layers * width**2 + 3 * layers * width * inner + 6 * layers * width + config.vocab_size * width
-
-
-def training_flops(num_parameters: int, num_tokens: int) -> float:
-    """C = 6 N D: forward (2 N D) plus backward (4 N D) multiply-adds counted as two FLOPs each."""
-    return 6.0 * num_parameters * num_tokens
+    return parameter_count(config.hidden_size, config.num_hidden_layers, config.vocab_size,
+                           getattr(config, "intermediate_size", None) or None)

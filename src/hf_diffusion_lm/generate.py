@@ -8,10 +8,10 @@ prints the diffusion canvas after every step, MASK positions shown as `_`.
 import argparse
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
-import hf_diffusion_lm  # noqa: F401  (registers both model families and the rule tokenizer)
-import hf_diffusion_lm.rules  # noqa: F401
+import hf_diffusion_lm.rules  # noqa: F401  (registers the rule tokenizer)
+from hf_diffusion_lm.families import family_of, is_diffusion_model
 
 
 def parse_args(argv=None):
@@ -35,9 +35,7 @@ def parse_args(argv=None):
 
 
 def load(path):
-    config = AutoConfig.from_pretrained(path)
-    auto_class = AutoModelForMaskedLM if config.model_type == "masked_diffusion" else AutoModelForCausalLM
-    model = auto_class.from_pretrained(path).eval()
+    model = family_of(AutoConfig.from_pretrained(path)).auto_class.from_pretrained(path).eval()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, KeyError):
@@ -61,7 +59,7 @@ def decode(ids, tokenizer, mask_id):
 def main(argv=None):
     args = parse_args(argv)
     model, tokenizer = load(args.model)
-    is_diffusion = model.config.model_type == "masked_diffusion"
+    is_diffusion = is_diffusion_model(model)
     if is_diffusion:
         mask_id = model.config.mask_token_id
     elif args.mask_token_id is not None or tokenizer is None:

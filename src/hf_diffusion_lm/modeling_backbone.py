@@ -72,6 +72,13 @@ class BackbonePreTrainedModel(PreTrainedModel):
     # The Auto classes a saved folder lists in `auto_map` for remote-code loading (see `save_pretrained`).
     remote_code_auto_classes: tuple[str, ...] = ()
 
+    def post_init(self):
+        # A tied head is not saved. The Trainer reloads its best checkpoint with `load_state_dict` and reports the head
+        # as a missing key unless it is listed here, in which case it re-ties the weights quietly.
+        if self.config.tie_word_embeddings and self._tied_weights_keys:
+            self._keys_to_ignore_on_save = set(self._tied_weights_keys)
+        super().post_init()
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         # A class holds a single `_auto_class`; list the others too so that users without this package can load
         # the folder through every Auto class we register locally.

@@ -55,16 +55,31 @@ class MaskedDiffusionForLM(BackbonePreTrainedModel, MaskedDiffusionGenerationMix
         self.noise_schedule = get_noise_schedule(config.noise_schedule, config.time_epsilon)
         self.post_init()
 
-    def add_noise(
-        self, clean_ids: torch.LongTensor, scored: torch.BoolTensor, noise_times: torch.Tensor
-    ) -> torch.BoolTensor:
-        """Forward process: each scored token is masked independently with probability 1 - alpha(t).
+    def draw_training_randomness(
+        self, num_sequences: int, seq_length: int, generator: torch.Generator | None = None, device=None
+    ) -> dict[str, torch.Tensor]:
+        """The random inputs of a training batch, drawn from `generator`: `noise_times` `[num_sequences]` and
+        `noise_mask` `[num_sequences, seq_length]`.
 
-        clean_ids, scored: `[batch, seq]`; noise_times: `[batch]`. Returns the `[batch, seq]` bool noise mask.
+        The times are one antithetic (or i.i.d.) set over all the rows, shuffled so that any slice of rows (a
+        process's share of a global batch) spans the noise levels. `forward` uses this when it is given no noise;
+        a trainer calls it once for the global batch with a keyed generator and hands every process its rows.
+        """
+        times = sample_times(num_sequences, self.config.time_sampling, self.config.time_epsilon,
+                             generator=generator, device=device)
+        times = times[torch.randperm(num_sequences, generator=generator, device=device)]
+        return {"noise_times": times, "noise_mask": self.draw_noise_mask(times, seq_length, generator)}
+
+    def draw_noise_mask(
+        self, noise_times: torch.Tensor, seq_length: int, generator: torch.Generator | None = None
+    ) -> torch.BoolTensor:
+        """Forward process: each token of row i is masked independently with probability 1 - alpha(t_i).
+
+        noise_times: `[batch]`. Returns a `[batch, seq_length]` bool mask.
         """
         masking_probability = self.noise_schedule.masking_probability(noise_times.float())[:, None]
-        draws = torch.rand(clean_ids.shape, device=clean_ids.device)
-        return (draws < masking_probability) & scored
+        draws = torch.rand(len(noise_times), seq_length, generator=generator, device=noise_times.device)
+        return draws < masking_probability
 
     def diffusion_loss(
         self,
@@ -144,22 +159,20 @@ class MaskedDiffusionForLM(BackbonePreTrainedModel, MaskedDiffusionGenerationMix
         check_token_ids("labels", labels, self.config.vocab_size, ignore_index=-100)
         scored = labels != -100
         clean_ids = torch.where(scored, labels, input_ids)
+        batch_size, seq_length = input_ids.shape
         if noise_times is None:
             if noise_mask is not None and self.config.loss_weighting == "elbo":
                 raise ValueError("A noise_mask needs the noise_times it was drawn at, to weight the ELBO.")
-            noise_times = sample_times(
-                input_ids.shape[0], self.config.time_sampling, self.config.time_epsilon, device=input_ids.device
-            )
-        if noise_times.shape != (input_ids.shape[0],):
+            drawn = self.draw_training_randomness(batch_size, seq_length, device=input_ids.device)
+            noise_times, noise_mask = drawn["noise_times"], noise_mask if noise_mask is not None else drawn["noise_mask"]
+        if noise_times.shape != (batch_size,):
             raise ValueError(
-                f"noise_times have shape {tuple(noise_times.shape)}; expected one time per sequence, "
-                f"({input_ids.shape[0]},)."
+                f"noise_times have shape {tuple(noise_times.shape)}; expected one time per sequence, ({batch_size},)."
             )
         if noise_mask is None:
-            noise_mask = self.add_noise(clean_ids, scored, noise_times)
-        else:
-            check_labels_shape(noise_mask, input_ids)
-            noise_mask = noise_mask.bool() & scored
+            noise_mask = self.draw_noise_mask(noise_times, seq_length)
+        check_labels_shape(noise_mask, input_ids)
+        noise_mask = noise_mask.bool() & scored  # prompt and padding are never noised
         noisy_ids = clean_ids.masked_fill(noise_mask, self.config.mask_token_id)
 
         outputs = self.model(input_ids=noisy_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)

@@ -78,6 +78,17 @@ class PermutedCausalLM(BackbonePreTrainedModel, PermutedCausalGenerationMixin):
         else:
             super()._init_weights(module)
 
+    def draw_training_randomness(
+        self, num_sequences: int, seq_length: int, generator: torch.Generator | None = None, device=None
+    ) -> dict[str, torch.Tensor]:
+        """The random inputs of a training batch, drawn from `generator`: `order_index` `[num_sequences]`, one of the
+        N orderings per sequence (nothing when N = 1: left to right is the only order). `forward` uses this in
+        training; a trainer calls it once for the global batch with a keyed generator and slices the rows."""
+        if self.config.num_orders == 1:
+            return {}
+        orders = torch.randint(self.config.num_orders, (num_sequences,), generator=generator, device=device)
+        return {"order_index": orders}
+
     def orders_for_length(self, seq_length: int) -> torch.LongTensor:
         """The orderings restricted to a sequence of `seq_length` tokens, `[num_orders, seq_length]`."""
         if seq_length > self.config.order_length:
@@ -125,8 +136,8 @@ class PermutedCausalLM(BackbonePreTrainedModel, PermutedCausalGenerationMixin):
         reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
         batch_size, seq_length = reference.shape
 
-        if order_index is None and self.training and self.config.num_orders > 1 and cache is None:
-            order_index = torch.randint(self.config.num_orders, (batch_size,), device=reference.device)
+        if order_index is None and self.training and cache is None:
+            order_index = self.draw_training_randomness(batch_size, seq_length, device=reference.device).get("order_index")
         if order_index is not None:
             input_ids, inputs_embeds, attention_mask, labels, position_ids = self.permute(
                 order_index, input_ids, inputs_embeds, attention_mask, labels, position_ids, cache

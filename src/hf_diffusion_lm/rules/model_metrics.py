@@ -9,16 +9,13 @@ import numpy as np
 import torch
 
 from .baselines import copy_middle_completion, random_panel_completion, shuffled_panel_samples
+from ..families import is_diffusion_model
 from .checker import completion_correct, consistency
 
 
 def panel_tokens(tokenizer) -> int:
     """Tokens of one panel: 9 positions, one token each (object scheme) or three (attribute scheme)."""
     return 9 * tokenizer.tokens_per_position
-
-
-def is_diffusion(model) -> bool:
-    return getattr(model.config, "model_type", None) == "masked_diffusion"
 
 
 @torch.no_grad()
@@ -32,13 +29,13 @@ def complete_last_panels(model, tokenizer, samples: np.ndarray, batch_size: int 
     """
     ids = torch.as_tensor(tokenizer.encode_samples(samples), dtype=torch.long, device=model.device)
     answer = panel_tokens(tokenizer)
-    infill = is_diffusion(model) if infill is None else infill
+    infill = is_diffusion_model(model) if infill is None else infill
     completed = []
     for batch in ids.split(batch_size):
         if infill:
             holes = batch.clone()
             holes[:, -answer:] = tokenizer.mask_token_id
-            kwargs = {"steps": answer} if is_diffusion(model) else {"do_sample": False}
+            kwargs = {"steps": answer} if is_diffusion_model(model) else {"do_sample": False}
             out = model.generate(holes, **kwargs, **generate_kwargs)
         else:
             out = model.generate(batch[:, :-answer], max_new_tokens=answer, min_new_tokens=answer, do_sample=False,
@@ -57,7 +54,7 @@ def sample_unconditionally(model, tokenizer, num_samples: int, batch_size: int =
     for start in range(0, num_samples, batch_size):
         rows = min(batch_size, num_samples - start)
         bos = torch.full((rows, 1), tokenizer.bos_token_id, dtype=torch.long, device=model.device)
-        if is_diffusion(model):
+        if is_diffusion_model(model):
             # One prompt with num_return_sequences: the sampler seeds each sequence by its prompt and copy index, so
             # identical prompts in a batch would give identical samples.
             canvas = torch.cat([bos[:1], torch.full((1, length), tokenizer.mask_token_id, device=model.device)], 1)
@@ -72,12 +69,13 @@ def sample_unconditionally(model, tokenizer, num_samples: int, batch_size: int =
 
 
 def rule_report(model, tokenizer, test_samples: np.ndarray, train_samples: np.ndarray, num_unconditional: int = 200,
-                seed: int = 0) -> dict[str, float]:
-    """Completion accuracy and unconditional AnyValid / C3 / C2, with the chance baselines next to them."""
+                seed: int = 0) -> tuple[dict[str, float], np.ndarray]:
+    """Completion accuracy and unconditional AnyValid / C3 / C2, with the chance baselines next to them; and the
+    unconditional samples `[num_unconditional, 3, 3, 9, 3]` they were measured on."""
     completed = complete_last_panels(model, tokenizer, test_samples)
     generated = sample_unconditionally(model, tokenizer, num_unconditional, seed=seed)
     unconditional = consistency(generated)
-    return {
+    metrics = {
         "completion": float(completion_correct(completed).mean()),
         "completion_chance_copy_middle": float(copy_middle_completion(test_samples).mean()),
         "completion_chance_random_panel": float(random_panel_completion(test_samples, train_samples, seed).mean()),
@@ -85,3 +83,4 @@ def rule_report(model, tokenizer, test_samples: np.ndarray, train_samples: np.nd
         **{f"unconditional_chance_{name}": float(value)
            for name, value in consistency(shuffled_panel_samples(train_samples, num_unconditional, seed)).items()},
     }
+    return metrics, generated

@@ -18,16 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..families import FAMILIES, is_diffusion_model
 from .baselines import copy_middle_completion, random_panel_completion, shuffled_panel_samples
 from .checker import completion_correct, consistency
 from . import generator
 from .generator import fresh_samples, generate_samples, sample_keys
 from .instances import HELDOUT_RULES, NUM_RULES
 from .memorization import memorization_rates
-from .model_metrics import complete_last_panels, is_diffusion, sample_unconditionally
+from .model_metrics import complete_last_panels, sample_unconditionally
 from .render import render_samples
 
-MODEL_CLASSES = ("masked_diffusion", "permuted_causal")
+MODEL_CLASSES = tuple(FAMILIES)
 DEFAULT_MODELS = {
     "diffusion": {"model": "masked_diffusion"},
     "ar": {"model": "permuted_causal", "num_orders": 1},
@@ -140,7 +141,7 @@ def control_set(config: StudyConfig, n: int) -> np.ndarray:
 
 
 def unconditional_samplers(model, config: StudyConfig) -> dict[str, dict]:
-    if not is_diffusion(model):
+    if not is_diffusion_model(model):
         return CAUSAL_SAMPLERS
     steps = {} if config.diffusion_steps is None else {"steps": config.diffusion_steps}
     return {name: {**steps, **kwargs} for name, kwargs in config.diffusion_samplers.items()}
@@ -149,7 +150,7 @@ def unconditional_samplers(model, config: StudyConfig) -> dict[str, dict]:
 def completion_methods(model) -> dict[str, bool]:
     """{method name: infill?}: diffusion infills; causal models continue left to right, and infill in any order too
     when they were trained with target-position conditioning."""
-    if is_diffusion(model):
+    if is_diffusion_model(model):
         return {"infill": True}
     methods = {"left_to_right": False}
     if getattr(model.config, "order_conditioning", "none") == "target":
@@ -180,7 +181,7 @@ def evaluate_run(model, tokenizer, config: StudyConfig, run: dict, run_dir: Path
                                "memorization": memorization_rates(generated, train)}
     completion = {}
     for name, infill in completion_methods(model).items():
-        kwargs = {"mask_token_id": tokenizer.mask_token_id, "seed": config.seed} if infill and not is_diffusion(model) else {}
+        kwargs = {"mask_token_id": tokenizer.mask_token_id, "seed": config.seed} if infill and not is_diffusion_model(model) else {}
         completed = complete_last_panels(model, tokenizer, test, batch, infill=infill, **kwargs)
         np.save(run_dir / f"completion_{name}.npy", completed)
         completion[name] = split_accuracy(completion_correct(completed), test_rules, config.heldout())

@@ -3,7 +3,7 @@
 from .config import LMTrainingConfig, ModelArguments
 from .data import build_datasets, build_rule_datasets, build_text_datasets, ensure_mask_token, load_text_dataset
 from .modeling import build_model
-from .trainer import LMTrainer, global_batch_noise
+from .trainer import LMTrainer, keyed_generator
 
 
 __all__ = [
@@ -15,6 +15,6 @@ __all__ = [
     "build_rule_datasets",
     "build_text_datasets",
     "ensure_mask_token",
-    "global_batch_noise",
+    "keyed_generator",
     "load_text_dataset",
 ]

@@ -1,5 +1,6 @@
 """The training configuration (a `TrainingArguments` extension, as TRL's `SFTConfig`) and the model arguments."""
 
+import json
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -16,7 +17,11 @@ PAPER_SIZES = {
 
 @dataclass
 class ModelArguments:
-    """Which model to train and its size. Field names follow `LlamaConfig`."""
+    """Which model to train. Its configuration takes any field of the family's config class (`MaskedDiffusionConfig`,
+    `PermutedCausalConfig`, or the transformers config of another model type), with that class's defaults: pass them
+    in `model_config`, or, in a recipe, as top-level YAML keys or `--field value` flags (`recipes/train.py` collects
+    those into `model_config`). The vocabulary and special token ids come from the tokenizer, and
+    `max_position_embeddings` defaults to the block size."""
 
     model: str = field(
         default="masked_diffusion",
@@ -31,31 +36,29 @@ class ModelArguments:
         metadata={"help": f"One of the paper's sizes {list(PAPER_SIZES)}: sets hidden_size, num_attention_heads and "
                           "num_hidden_layers."},
     )
-    hidden_size: int = field(default=128, metadata={"help": "Width d."})
-    num_hidden_layers: int = field(default=4, metadata={"help": "Number of layers L."})
-    num_attention_heads: int = field(default=4, metadata={"help": "Attention heads; must divide hidden_size."})
-    num_key_value_heads: int | None = field(default=None, metadata={"help": "Grouped-query attention (default: heads)."})
-    intermediate_size: int | None = field(
-        default=None, metadata={"help": "SwiGLU inner size; default int(8 d / 3 / 64) * 64 as in the paper."}
+    model_config: dict | str | None = field(
+        default=None,
+        metadata={"help": "Fields of the family's config as JSON, e.g. '{\"hidden_size\": 128, \"num_orders\": 4}'."},
     )
-    max_position_embeddings: int | None = field(default=None, metadata={"help": "Default: the block size."})
-    tie_word_embeddings: bool = field(default=True, metadata={"help": "Share input embedding and output head."})
-    hidden_dropout: float = field(default=0.0, metadata={"help": "Residual/embedding dropout (paper: 0.1)."})
-    attention_dropout: float = field(default=0.0, metadata={"help": "Dropout on attention probabilities."})
     attn_implementation: str | None = field(default=None, metadata={"help": "eager, sdpa, flash_attention_2, ..."})
-    num_orders: int = field(default=1, metadata={"help": "permuted_causal: number of token orderings N."})
-    order_seed: int = field(default=0, metadata={"help": "permuted_causal: seed of the orderings."})
-    order_conditioning: str = field(default="none", metadata={"help": "permuted_causal: none or target."})
-    noise_schedule: str = field(default="linear", metadata={"help": "masked_diffusion: linear, cosine, log-linear."})
-    loss_weighting: str = field(default="elbo", metadata={"help": "masked_diffusion: elbo or uniform."})
-    time_sampling: str = field(default="antithetic", metadata={"help": "masked_diffusion: antithetic or iid."})
     pad_vocab_to_multiple_of: int = field(default=1, metadata={"help": "Round the vocabulary up (paper: 128)."})
 
     def __post_init__(self):
-        if self.size is not None:
-            if self.size not in PAPER_SIZES:
-                raise ValueError(f"size={self.size!r} is not one of the paper's sizes {list(PAPER_SIZES)}.")
-            self.hidden_size, self.num_attention_heads, self.num_hidden_layers = PAPER_SIZES[self.size]
+        if isinstance(self.model_config, str):
+            self.model_config = json.loads(self.model_config)
+        self.model_config = dict(self.model_config or {})
+        if self.size is not None and self.size not in PAPER_SIZES:
+            raise ValueError(f"size={self.size!r} is not one of the paper's sizes {list(PAPER_SIZES)}.")
+
+    def config_fields(self) -> dict:
+        """`model_config` with the shape of `size` filled in."""
+        if self.size is None:
+            return dict(self.model_config)
+        shape = dict(zip(("hidden_size", "num_attention_heads", "num_hidden_layers"), PAPER_SIZES[self.size]))
+        clashes = {key: self.model_config[key] for key in shape if self.model_config.get(key, shape[key]) != shape[key]}
+        if clashes:
+            raise ValueError(f"size={self.size!r} sets {shape}, but the model config also sets {clashes}; give one.")
+        return {**self.model_config, **shape}
 
 
 @dataclass

@@ -1,17 +1,18 @@
-"""What a finished run leaves behind besides the checkpoint: a model card and a printed summary."""
+"""What a finished run leaves behind besides the checkpoint: rule metrics with their chance baselines, a picture of
+generated samples (rule data), a model card and a printed summary."""
 
+import json
 from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from ..families import family_of
+from ..stats import wilson_interval
+
 
 TEMPLATE = Path(__file__).parents[1] / "templates" / "model_card.md"
-FAMILY_TEXT = {
-    "masked_diffusion": ("MaskedDiffusionForLM", "AutoModelForMaskedLM", "bidirectional",
-                         "masked-diffusion ELBO (negative ELBO per token reported as validation loss)"),
-    "permuted_causal": ("PermutedCausalLM", "AutoModelForCausalLM", "causal",
-                        "next-token cross-entropy over {num_orders} fixed token ordering(s)"),
-}
+SAMPLES_PICTURE = "samples.png"
+PICTURED_SAMPLES = 8
 
 
 def describe_data(config, datasets) -> str:
@@ -25,62 +26,97 @@ def describe_data(config, datasets) -> str:
             f"{len(datasets['validation'])} validation blocks from later documents.")
 
 
-def rule_metrics(model, tokenizer, datasets, config) -> dict[str, float]:
-    """Completion and unconditional consistency on the run's fresh validation samples, saved as rule_metrics.json."""
-    import json
-
+def rule_metrics(model, tokenizer, datasets, config) -> tuple[dict[str, float], Path]:
+    """Completion and unconditional consistency on the run's fresh validation samples, saved as rule_metrics.json
+    (with the sample counts), and a picture of the first unconditional samples."""
     import numpy as np
 
     from ..rules.model_metrics import rule_report
+    from ..rules.render import render_samples
 
     decode = lambda split: tokenizer.decode_samples(np.array(datasets[split]["input_ids"]))  # noqa: E731
     model.eval()
-    metrics = rule_report(model, tokenizer, decode("validation"), decode("train"), config.rule_metric_samples,
-                          seed=config.seed)
-    (Path(config.output_dir) / "rule_metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
+    test = decode("validation")
+    metrics, generated = rule_report(model, tokenizer, test, decode("train"), config.rule_metric_samples,
+                                     seed=config.seed)
+    metrics = {**metrics, "completion_samples": len(test), "unconditional_samples": len(generated)}
+    output_dir = Path(config.output_dir)
+    (output_dir / "rule_metrics.json").write_text(json.dumps(metrics, indent=2))
+    picture = output_dir / SAMPLES_PICTURE
+    render_samples(generated[:PICTURED_SAMPLES], picture)
+    return metrics, picture
+
+
+def compare_with_chance(metrics: dict[str, float]) -> list[dict]:
+    """Each rule figure with its 95% interval, its chance baseline and whether it beats it (the interval's lower
+    end lies above the baseline)."""
+    n_completion, n_samples = metrics["completion_samples"], metrics["unconditional_samples"]
+    completion_chance = max(metrics["completion_chance_copy_middle"], metrics["completion_chance_random_panel"])
+    figures = [
+        ("panel completion", metrics["completion"], n_completion, completion_chance,
+         f"copy the middle panel {metrics['completion_chance_copy_middle']:.3f}, a random training panel "
+         f"{metrics['completion_chance_random_panel']:.3f}"),
+        ("unconditional AnyValid (rows)", metrics["unconditional_anyvalid"], 3 * n_samples,
+         metrics["unconditional_chance_anyvalid"], None),
+        ("unconditional C3", metrics["unconditional_c3"], n_samples, metrics["unconditional_chance_c3"], None),
+        ("unconditional C2", metrics["unconditional_c2"], n_samples, metrics["unconditional_chance_c2"], None),
+    ]
+    rows = []
+    for name, rate, trials, chance, chance_text in figures:
+        low, high = wilson_interval(round(rate * trials), trials)
+        rows.append(dict(name=name, rate=rate, low=low, high=high, trials=trials, chance=chance,
+                         chance_text=chance_text or f"{chance:.3f} (rows of panels from different training samples)",
+                         beats_chance=low > chance))
+    return rows
 
 
 def describe_rule_metrics(metrics: dict[str, float]) -> str:
-    return (f"Panel completion {metrics['completion']:.3f} (chance: copy the middle panel "
-            f"{metrics['completion_chance_copy_middle']:.3f}, a random training panel "
-            f"{metrics['completion_chance_random_panel']:.3f}); unconditional samples AnyValid "
-            f"{metrics['unconditional_anyvalid']:.3f}, C3 {metrics['unconditional_c3']:.3f}, "
-            f"C2 {metrics['unconditional_c2']:.3f} (chance, rows of panels from different training rows: AnyValid "
-            f"{metrics['unconditional_chance_anyvalid']:.3f}, C3 {metrics['unconditional_chance_c3']:.3f}).")
+    """Markdown lines: every figure next to its chance baseline, then plainly which ones beat it."""
+    rows = compare_with_chance(metrics)
+    lines = [f"- {row['name']}: {row['rate']:.3f} [{row['low']:.3f}, {row['high']:.3f}] over {row['trials']}; "
+             f"chance: {row['chance_text']} -> {'beats chance' if row['beats_chance'] else 'does NOT beat chance'}"
+             for row in rows]
+    beaten = [row["name"] for row in rows if row["beats_chance"]]
+    missed = [row["name"] for row in rows if not row["beats_chance"]]
+    lines.append(f"Beats chance: {', '.join(beaten) or 'none'}. Does not: {', '.join(missed) or 'none'}. "
+                 "(95% Wilson intervals; a figure beats chance when its whole interval lies above the baseline.)")
+    return "\n".join(lines)
 
 
 def write_run_report(trainer, model_args, config, initial: dict, final: dict, datasets) -> Path:
     """Write `README.md` (the model card) into the output folder and print where everything is."""
     model = trainer.model
-    family, auto_class, attention, objective = FAMILY_TEXT.get(
-        model.config.model_type, (type(model).__name__, "AutoModelForCausalLM", "causal", "next-token cross-entropy")
-    )
+    family = family_of(model)
     output_dir = Path(config.output_dir)
-    rule_results = ""
-    if config.dataset == "rules" and config.rule_metric_samples > 0 and hasattr(model, "generate"):
-        rule_results = " " + describe_rule_metrics(rule_metrics(model, trainer.processing_class, datasets, config))
     results = (f"Validation loss {final['eval_loss']:.4f} nats/token ({final['eval_bits_per_token']:.4f} bits, "
-               f"perplexity {final['eval_perplexity']:.3f}), from {initial['initial_loss']:.4f} before training; "
-               f"{trainer.state.global_step} steps, {trainer.state.num_input_tokens_seen:,} tokens, "
-               f"{trainer.state.total_flos:.3g} FLOPs (6 N D).{rule_results}")
+               f"perplexity {final['eval_perplexity']:.3f}), from {initial['initial_loss']:.4f} before training: "
+               f"{family.validation_loss}. {trainer.state.global_step} steps, "
+               f"{trainer.state.num_input_tokens_seen:,} tokens, {trainer.state.total_flos:.3g} FLOPs (6 N D).")
+    picture = None
+    if config.dataset == "rules" and config.rule_metric_samples > 0 and hasattr(model, "generate"):
+        metrics, picture = rule_metrics(model, trainer.processing_class, datasets, config)
+        results += ("\n\nRule metrics on fresh samples (`rule_metrics.json`):\n\n" + describe_rule_metrics(metrics)
+                    + f"\n\nUnconditional samples (rows labelled with the rules they obey):\n\n"
+                      f"![Generated samples]({picture.name})")
     card = ModelCard.from_template(
-        ModelCardData(license="apache-2.0", library_name="transformers", tags=["hf_diffusion_lm", family]),
+        ModelCardData(license="apache-2.0", library_name="transformers", tags=["hf_diffusion_lm", family.name]),
         template_path=str(TEMPLATE),
         model_name=output_dir.name,
-        model_family=family,
+        model_family=type(model).__name__,
         num_parameters=f"{model.num_parameters():,}",
         hidden_size=model.config.hidden_size,
         num_layers=model.config.num_hidden_layers,
         num_heads=model.config.num_attention_heads,
-        attention=attention,
-        objective=objective.format(num_orders=getattr(model.config, "num_orders", 1)),
+        attention=family.attention,
+        objective=family.objective.format(num_orders=getattr(model.config, "num_orders", 1)),
         training_data=describe_data(config, datasets),
         results=results,
-        auto_class=auto_class,
+        auto_class=family.auto_class.__name__,
         repo_id=f"<user>/{output_dir.name}",
     )
     card.save(output_dir / "README.md")
     print(f"\nCheckpoint, tokenizer, metrics (eval_results.json, trainer_state.json) and model card: {output_dir}")
-    print(results)
+    print(results.replace(f"![Generated samples]({SAMPLES_PICTURE})", ""))
+    if picture is not None:
+        print(f"Picture of generated samples: {picture}")
     return output_dir / "README.md"

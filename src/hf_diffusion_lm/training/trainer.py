@@ -1,11 +1,12 @@
 """`LMTrainer`: the `Trainer` with what a data-constrained comparison of diffusion and AR needs, and nothing else.
 
-- Diffusion noise drawn over the **global** batch (all processes and accumulation steps): one antithetic set of times
-  per optimizer step, with the masks and the permuted-AR orders, all a function of (seed, step, position in the
-  global batch). So every process takes its own slice without communication, and 1 process or N processes with the
-  same global batch see identical noise (and identical losses).
-- Deterministic validation: the diffusion ELBO averaged over K Monte Carlo repetitions with fixed seeds; AR NLL left
-  to right. Reported in nats/token, bits/token and perplexity (a bound for diffusion).
+- Training randomness drawn over the **global** batch (all processes and accumulation steps) by the model itself
+  (`draw_training_randomness`: diffusion times and masks, one antithetic set of times per optimizer step; permuted-AR
+  orders), from a generator keyed by (seed, step). So every process takes its own rows without communication, and
+  1 process or N processes with the same global batch see identical noise (and identical losses).
+- Deterministic validation: the diffusion ELBO averaged over K Monte Carlo repetitions whose draws are keyed by each
+  sample's index in the validation set (independent of batch size and number of processes); AR NLL left to right.
+  Reported in nats/token, bits/token and perplexity (a bound for diffusion).
 - Logs tokens seen, epochs over the unique data, FLOPs (C = 6 N D) and the masked fraction.
 """
 
@@ -15,29 +16,26 @@ import torch
 from transformers import EarlyStoppingCallback, Trainer
 from transformers.trainer_utils import EvalLoopOutput
 
-from ..flops import reference_parameter_count, training_flops
-from ..schedules import sample_times
+from ..families import flops_parameter_count, is_diffusion_model
+from ..flops import training_flops
 
 
-OUR_FAMILIES = ("masked_diffusion", "permuted_causal")
-
-
-def global_batch_noise(
-    seed: int, step: int, num_sequences: int, seq_length: int, method: str = "antithetic", eps: float = 1e-3
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Times `[num_sequences]` and mask uniforms `[num_sequences, seq_length]` for one optimizer step's global batch.
-
-    The times are one antithetic (or i.i.d.) set over the whole global batch, shuffled so that every micro-batch gets
-    a spread of noise levels; a token of sequence i is masked when its uniform is below 1 - alpha(t_i).
-    """
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    times = sample_times(num_sequences, method, eps, generator=generator)
-    times = times[torch.randperm(num_sequences, generator=generator)]
-    return times, torch.rand(num_sequences, seq_length, generator=generator)
+def keyed_generator(*keys: int) -> torch.Generator:
+    """A CPU generator seeded by a tuple of non-negative integers: what it draws depends on those keys only."""
+    seed = 0
+    for key in keys:
+        seed = seed * 1_000_003 + key
+    return torch.Generator().manual_seed(seed % 2**63)
 
 
 class LMTrainer(Trainer):
     """Trains `MaskedDiffusionForLM`, `PermutedCausalLM` and any transformers causal LM on equal terms.
+
+    A model that draws random inputs in training (diffusion times and masks, permuted-AR orders) exposes
+    `draw_training_randomness(num_sequences, seq_length, generator)`; the trainer calls it once per optimizer step for
+    the whole global batch with a generator keyed by (seed, step), and gives every micro-batch its rows. A model whose
+    loss is a Monte Carlo estimate (`is_diffusion` in `hf_diffusion_lm.FAMILIES`) is validated over
+    `validation_repeats` fixed draws.
 
     Args (beyond `Trainer`'s):
         unique_tokens: U, the number of unique training tokens, for the epochs-over-unique-data log.
@@ -46,12 +44,7 @@ class LMTrainer(Trainer):
     def __init__(self, *args, unique_tokens: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.unique_tokens = unique_tokens
-        config = self.model.config
-        self.family = config.model_type if config.model_type in OUR_FAMILIES else "causal_lm"
-        # Our families are counted with the paper's formula so FLOPs compare with its scaling laws.
-        self.flops_parameters = (
-            reference_parameter_count(config) if self.family in OUR_FAMILIES else self.model.num_parameters()
-        )
+        self.flops_parameters = flops_parameter_count(self.model)
         self._noise_step, self._micro_batch = -1, 0
         self._masked_fractions = []
         if self.args.early_stopping_patience:
@@ -67,8 +60,10 @@ class LMTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def global_batch_inputs(self, inputs: dict) -> dict:
-        """This micro-batch's slice of the global batch's noise times and masks (diffusion) or orders (permuted AR)."""
-        config = self.model.config
+        """This micro-batch's rows of the global batch's random inputs (nothing for a model that draws none)."""
+        draw = getattr(self.model, "draw_training_randomness", None)
+        if draw is None:
+            return {}
         if self.state.global_step != self._noise_step:
             self._noise_step, self._micro_batch = self.state.global_step, 0
         # Global batch layout of accelerate's sharded loader: micro-batch a of process r is slot a * world + r.
@@ -78,17 +73,8 @@ class LMTrainer(Trainer):
         per_slot = self.args.per_device_train_batch_size
         num_sequences = per_slot * self.args.world_size * self.args.gradient_accumulation_steps
         rows = slice(slot * per_slot, slot * per_slot + batch_size)
-        device = inputs["input_ids"].device
-        if self.family == "masked_diffusion":
-            times, uniforms = global_batch_noise(self.args.seed, self.state.global_step, num_sequences, seq_length,
-                                                 config.time_sampling, config.time_epsilon)
-            noise_mask = uniforms[rows] < self.model.noise_schedule.masking_probability(times[rows])[:, None]
-            return {"noise_times": times[rows].to(device), "noise_mask": noise_mask.to(device)}
-        if self.family == "permuted_causal" and config.num_orders > 1:
-            generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + self.state.global_step)
-            orders = torch.randint(config.num_orders, (num_sequences,), generator=generator)
-            return {"order_index": orders[rows].to(device)}
-        return {}
+        drawn = draw(num_sequences, seq_length, generator=keyed_generator(self.args.seed, self.state.global_step))
+        return {name: value[rows].to(inputs["input_ids"].device) for name, value in drawn.items()}
 
     def floating_point_ops(self, inputs: dict) -> float:
         return training_flops(self.flops_parameters, inputs["input_ids"].numel())
@@ -109,21 +95,27 @@ class LMTrainer(Trainer):
     # ---- validation -------------------------------------------------------------------------------------------
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
-        """Validation loss per scored token: the diffusion ELBO over `validation_repeats` fixed-seed Monte Carlo
-        repetitions (the same number at every evaluation of the same weights), or the left-to-right NLL."""
+        """Validation loss per scored token: the diffusion ELBO over `validation_repeats` fixed Monte Carlo draws
+        (the same number at every evaluation of the same weights, whatever the batch size or number of processes),
+        or the left-to-right NLL."""
         model = self.model
         model.eval()
-        repeats = self.args.validation_repeats if self.family == "masked_diffusion" else 1
+        monte_carlo = is_diffusion_model(model)
+        repeats = self.args.validation_repeats if monte_carlo else 1
         loss_sums = torch.zeros(repeats, dtype=torch.float64, device=self.args.device)
         scored = torch.zeros((), dtype=torch.float64, device=self.args.device)
         num_samples = 0
         for batch_index, inputs in enumerate(dataloader):
             inputs = self._prepare_inputs(inputs)
+            sample_index = self.validation_sample_indices(batch_index, inputs["input_ids"].shape[0])
+            # Rows past the end repeat early samples to even out the processes' batches: score them nowhere.
+            inputs["labels"] = inputs["labels"].masked_fill((sample_index >= len(dataloader.dataset))[:, None], -100)
             labels = inputs["labels"]
             num_samples += labels.shape[0]
             scored += (labels[..., 1:] if self._loss_shifts_labels else labels).ne(-100).sum()
+            noise = self.validation_randomness(sample_index, labels.shape[1], repeats) if monte_carlo else [{}]
             for repeat in range(repeats):
-                extra = self.validation_noise(inputs, repeat, batch_index) if self.family == "masked_diffusion" else {}
+                extra = {name: value.to(labels.device) for name, value in noise[repeat].items()}
                 with torch.no_grad():
                     loss_sums[repeat] += self.summed_loss(model, {**inputs, **extra})
         loss_sums = self.accelerator.reduce(loss_sums, reduction="sum")
@@ -139,6 +131,22 @@ class LMTrainer(Trainer):
             metrics[f"{metric_key_prefix}_loss_standard_error"] = (per_repeat.std() / math.sqrt(repeats)).item()
         return EvalLoopOutput(predictions=None, label_ids=None, metrics=metrics, num_samples=num_samples)
 
+    def validation_sample_indices(self, batch_index: int, batch_size: int) -> torch.Tensor:
+        """`[batch]` index in the validation set of each row of this process's batch `batch_index` (accelerate's
+        sharded loader hands process r the batches r, r + world, ...; indices past the end are padding)."""
+        first = (batch_index * self.args.world_size + self.args.process_index) * self.args.eval_batch_size
+        return torch.arange(first, first + batch_size)
+
+    def validation_randomness(self, sample_index: torch.Tensor, seq_length: int, repeats: int) -> list[dict]:
+        """Per repetition, the batch's fixed random inputs. Sample i's draws for all repetitions come from one
+        generator keyed by (validation_seed, i), so they do not depend on the batch or the process that holds the
+        sample, and its `repeats` noise times are one antithetic set."""
+        draws = [self.model.draw_training_randomness(repeats, seq_length,
+                                                     generator=keyed_generator(self.args.validation_seed, int(index)))
+                 for index in sample_index]
+        return [{name: torch.stack([draw[name][repeat] for draw in draws]) for name in draws[0]}
+                for repeat in range(repeats)]
+
     def summed_loss(self, model, inputs: dict) -> torch.Tensor:
         """The batch's loss summed over its scored tokens."""
         if self.model_accepts_loss_kwargs:
@@ -146,17 +154,3 @@ class LMTrainer(Trainer):
         labels = inputs["labels"]
         count = (labels[..., 1:] if self._loss_shifts_labels else labels).ne(-100).sum()
         return model(**inputs).loss.double() * count
-
-    def validation_noise(self, inputs: dict, repeat: int, batch_index: int) -> dict:
-        """Fixed times (antithetic within the batch) and masks for one Monte Carlo repetition of one batch."""
-        config = self.model.config
-        batch_size, seq_length = inputs["input_ids"].shape
-        global_batch = batch_index * self.args.world_size + self.args.process_index
-        generator = torch.Generator().manual_seed(
-            (self.args.validation_seed * 1_000_003 + global_batch) * 1_009 + repeat
-        )
-        times = sample_times(batch_size, "antithetic", config.time_epsilon, generator=generator)
-        masking_probability = self.model.noise_schedule.masking_probability(times)[:, None]
-        noise_mask = torch.rand(batch_size, seq_length, generator=generator) < masking_probability
-        device = inputs["input_ids"].device
-        return {"noise_times": times.to(device), "noise_mask": noise_mask.to(device)}
