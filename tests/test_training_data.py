@@ -120,3 +120,63 @@ def test_rule_data_marks_bos_as_context_and_validates_on_fresh_samples_of_the_tr
     assert not {1, 16, 20, 34, 37} & set(default["train"]["rule_id"])
     with pytest.raises(ValueError, match=r"Rule ids \[40\] do not exist"):
         build_rule_datasets(tokenizer, samples_per_rule=2, rules=[0, 40])
+
+
+def test_a_folder_of_text_files_is_a_corpus_of_documents_with_an_exact_budget(tmp_path):
+    from hf_diffusion_lm.training.data import load_tokenizer
+
+    folder = tmp_path / "corpus"
+    (folder / "sub").mkdir(parents=True)
+    texts = {f"sub/file{i:02d}.txt" if i % 2 else f"file{i:02d}.txt": f"document {i}\n" + "word " * (20 + 7 * i)
+             for i in range(12)}
+    for name, text in texts.items():
+        (folder / name).write_text(text)
+    (folder / ".hidden").write_text("never read")
+    corpus = load_text_dataset("text", [str(folder)], sample_by="document")
+    assert sorted(corpus["text"]) == sorted(texts.values())  # one document per file, hidden files skipped
+    tokenizer = load_tokenizer("bpe:300", corpus)  # a byte-level BPE trained here, no download
+    ensure_mask_token(tokenizer)
+    assert tokenizer.decode(tokenizer("word word")["input_ids"]) == "word word"
+    assert {tokenizer.eos_token, tokenizer.mask_token} == {"<|endoftext|>", "<|mask|>"}
+    data = build_text_datasets(corpus, tokenizer, block_size=16, unique_tokens=150, validation_tokens=40)
+    train = np.array(data["train"]["labels"])
+    validation = np.array(data["validation"]["labels"])
+    assert (train != -100).sum() == 150 and (validation != -100).sum() == 40
+    decoded_train = tokenizer.decode(train[train != -100])
+    decoded_validation = tokenizer.decode(validation[validation != -100])
+    train_documents = set(re.findall(r"document \d+", decoded_train))
+    assert train_documents and not train_documents & set(re.findall(r"document \d+", decoded_validation))
+    with pytest.raises(ValueError, match="does not exist"):
+        load_text_dataset("text", [str(tmp_path / "nowhere")])
+    with pytest.raises(ValueError, match="write bpe:<vocabulary size>"):
+        load_tokenizer("bpe:big", corpus)
+
+
+def test_the_default_corpus_is_the_python_standard_library():
+    from hf_diffusion_lm.training.data import python_stdlib_files
+
+    files = python_stdlib_files()
+    names = {f.rsplit("/", 1)[-1] for f in files}
+    assert {"os.py", "json/__init__.py".rsplit("/", 1)[-1], "dataclasses.py"} <= names
+    assert not any("/site-packages/" in f or "/test/" in f for f in files)
+    assert sum(len(open(f, encoding="utf-8", errors="replace").read()) for f in files[:200]) > 1_000_000
+
+
+def test_a_budget_that_cannot_be_honoured_is_an_error_in_the_recipe(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "recipes"))
+    import train
+
+    common = ["--output_dir", str(tmp_path / "out"), "--max_steps", "1", "--samples_per_rule", "2"]
+    with pytest.raises(ValueError, match="unique_tokens=-5 must be a positive number"):
+        train.main(["--unique_tokens", "-5", *common])
+    with pytest.raises(ValueError, match="unique_tokens=999999999 cannot be honoured: the rules data hold 486"):
+        train.main(["--unique_tokens", "999999999", *common])
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"line {i} " + "x" * i for i in range(30)) + "\n")
+    with pytest.raises(ValueError, match=r"unique_tokens=999999999 but the corpus holds \d+ tokens"):
+        train.main(["--dataset", "text", "--data_files", str(corpus), "--tokenizer_name", "bpe:280",
+                    "--unique_tokens", "999999999", *common])
+    assert not (tmp_path / "out").exists()

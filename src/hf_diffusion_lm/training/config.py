@@ -67,14 +67,22 @@ class LMTrainingConfig(TrainingArguments):
 
     dataset: str = field(
         default="rules",
-        metadata={"help": "'rules' (the abstract-rule data, generated here), a Hub dataset name, or a local file "
-                          "format (text, json, parquet) with data_files."},
+        metadata={"help": "'rules' (the abstract-rule data, generated here), 'python_stdlib' (the interpreter's own "
+                          "standard-library sources, one document per file), a Hub dataset name, or a local file "
+                          "format (text, json, parquet, csv) with data_files (files or folders)."},
     )
     data_files: list[str] | None = field(default=None, metadata={"help": "Local files for text/json/parquet."})
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
     dataset_split: str = field(default="train", metadata={"help": "Split holding the training documents."})
     text_column: str = field(default="text", metadata={"help": "Column with the documents' text."})
-    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer folder or Hub id (text data)."})
+    sample_by: str = field(
+        default="line", metadata={"help": "dataset=text: one document per line, paragraph or file ('document')."}
+    )
+    tokenizer_name: str | None = field(
+        default=None,
+        metadata={"help": "Text data: a tokenizer folder or Hub id, or bpe:<vocabulary size> to train a byte-level BPE "
+                          "on the corpus's first documents."},
+    )
     block_size: int = field(default=256, metadata={"help": "Tokens per packed training sequence."})
     unique_tokens: int | None = field(
         default=None, metadata={"help": "U: train on exactly the first U tokens of the corpus (default: all)."}
@@ -108,3 +116,11 @@ class LMTrainingConfig(TrainingArguments):
         default="non_padding", metadata={"help": "Count training tokens (needed for tokens seen and epochs)."}
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep every collated column."})
+
+    def __post_init__(self):
+        if self.unique_tokens is not None and self.unique_tokens < 1:
+            raise ValueError(f"unique_tokens={self.unique_tokens} must be a positive number of tokens (or left out: "
+                             "all the training data).")
+        if self.sample_by not in ("line", "paragraph", "document"):
+            raise ValueError(f"sample_by={self.sample_by!r} is not one of ('line', 'paragraph', 'document').")
+        super().__post_init__()

@@ -1,6 +1,8 @@
 """The data pipeline, in one place.
 
-Text corpora: load (Hub name or local text/json/parquet files) -> tokenize each document with EOS appended
+Text corpora: load (a Hub dataset, local text/json/parquet/csv files or folders of text files, or the embedded
+default: the Python standard library's own source files, one document per file) -> a tokenizer (a Hub or local one,
+or a byte-level BPE trained on the spot on the first training documents) -> tokenize each document with EOS appended
 (`datasets.map`: batched, multiprocess, cached) -> keep exactly the first U tokens of the document stream for training
 -> validation from the documents after them (disjoint) -> pack into fixed-length blocks. The Trainer repeats the
 training blocks for the requested epochs.
@@ -10,6 +12,8 @@ context that is never a target; validation is a fresh draw of the same rules.
 """
 
 import math
+import sysconfig
+from pathlib import Path
 
 import numpy as np
 from datasets import Dataset, DatasetDict, load_dataset
@@ -19,7 +23,40 @@ from ..rules.hf import rule_dataset
 
 
 LOCAL_FORMATS = ("text", "json", "parquet", "csv")
+PYTHON_STDLIB = "python_stdlib"
 MASK_TOKEN = "<|mask|>"
+EOS_TOKEN = "<|endoftext|>"
+BPE_PREFIX = "bpe:"
+BPE_TRAINING_CHARACTERS = 4_000_000  # the BPE learns its merges from the first documents up to this many characters
+
+
+def python_stdlib_files() -> list[str]:
+    """The running interpreter's standard-library modules (`*.py`, without site-packages, tests and IDLE), sorted: a
+    corpus of several MB of real text that every machine with Python has."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skipped = {"site-packages", "dist-packages", "test", "tests", "idlelib"}
+    files = [str(path) for path in sorted(root.rglob("*.py")) if not skipped & set(path.relative_to(root).parts)]
+    if not files:
+        raise ValueError(f"No Python source files under {root}; pass dataset=text with data_files instead.")
+    return files
+
+
+def expand_data_files(data_files: list[str]) -> list[str]:
+    """Files as given, folders replaced by the files under them (sorted, hidden ones skipped)."""
+    expanded = []
+    for entry in data_files:
+        path = Path(entry)
+        if path.is_dir():
+            files = [str(p) for p in sorted(path.rglob("*")) if p.is_file() and not any(
+                part.startswith(".") for part in p.relative_to(path).parts)]
+            if not files:
+                raise ValueError(f"data_files: the folder {entry} holds no files.")
+            expanded += files
+        elif path.exists() or any(char in entry for char in "*?["):
+            expanded.append(entry)
+        else:
+            raise ValueError(f"data_files: {entry} does not exist.")
+    return expanded
 
 
 def load_text_dataset(
@@ -28,12 +65,18 @@ def load_text_dataset(
     dataset_config: str | None = None,
     split: str = "train",
     text_column: str = "text",
+    sample_by: str = "line",
 ) -> Dataset:
-    """Documents from local files (`dataset` is a format: text, json, parquet, csv) or a Hub dataset."""
+    """Documents from local files (`dataset` is a format: text, json, parquet, csv; `data_files` may name folders),
+    the Python standard library (`python_stdlib`: one document per file) or a Hub dataset. For `text`, `sample_by`
+    says what a document is: a line, a paragraph or a whole file ("document")."""
+    if dataset == PYTHON_STDLIB:
+        dataset, data_files, sample_by = "text", python_stdlib_files(), "document"
     if dataset in LOCAL_FORMATS:
         if not data_files:
             raise ValueError(f"dataset={dataset!r} reads local files: pass data_files (e.g. --data_files corpus.txt).")
-        documents = load_dataset(dataset, data_files=list(data_files), split="train")
+        options = {"sample_by": sample_by} if dataset == "text" else {}
+        documents = load_dataset(dataset, data_files=expand_data_files(data_files), split="train", **options)
     else:
         documents = load_dataset(dataset, dataset_config, split=split)
     if text_column not in documents.column_names:
@@ -49,6 +92,45 @@ def ensure_mask_token(tokenizer) -> int:
     if tokenizer.mask_token_id is None:
         tokenizer.add_special_tokens({"mask_token": MASK_TOKEN})
     return tokenizer.mask_token_id
+
+
+def train_byte_level_bpe(documents: Dataset, vocab_size: int, text_column: str = "text"):
+    """A byte-level BPE tokenizer (`PreTrainedTokenizerFast`, with EOS, PAD = EOS and MASK) trained here on the first
+    documents, up to `BPE_TRAINING_CHARACTERS` characters: the start of the corpus, where the training budget is."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if vocab_size < 257 + 2:
+        raise ValueError(f"bpe:{vocab_size} is too small: a byte-level BPE needs 256 bytes plus EOS and MASK.")
+
+    def first_documents():
+        characters = 0
+        for text in documents[text_column]:
+            yield text
+            characters += len(text)
+            if characters >= BPE_TRAINING_CHARACTERS:
+                return
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS_TOKEN, MASK_TOKEN],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(first_documents(), trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=EOS_TOKEN, pad_token=EOS_TOKEN,
+                                   mask_token=MASK_TOKEN)
+
+
+def load_tokenizer(name: str, documents: Dataset, text_column: str = "text"):
+    """`bpe:<vocab size>` trains a byte-level BPE on the corpus; anything else is a tokenizer folder or Hub id."""
+    if name.startswith(BPE_PREFIX):
+        size = name[len(BPE_PREFIX):]
+        if not size.isdigit():
+            raise ValueError(f"tokenizer_name={name!r}: write bpe:<vocabulary size>, e.g. bpe:4096.")
+        return train_byte_level_bpe(documents, int(size), text_column)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name)
 
 
 def tokenize_documents(documents: Dataset, tokenizer, text_column: str = "text", num_proc: int | None = None) -> Dataset:
@@ -181,15 +263,20 @@ def build_datasets(config) -> tuple[object, DatasetDict, int]:
         datasets = build_rule_datasets(tokenizer, config.samples_per_rule, config.seed, config.rules,
                                        config.heldout_rules, config.validation_samples_per_rule)
     else:
-        from transformers import AutoTokenizer
-
         if config.tokenizer_name is None:
-            raise ValueError(f"dataset={config.dataset!r} is text: set tokenizer_name (a folder or Hub id).")
-        tokenizer = AutoTokenizer.from_pretrained(config.tokenizer_name)
-        ensure_mask_token(tokenizer)
+            raise ValueError(f"dataset={config.dataset!r} is text: set tokenizer_name (a folder, a Hub id, or "
+                             "bpe:<vocabulary size> to train a byte-level BPE on the corpus).")
         documents = load_text_dataset(config.dataset, config.data_files, config.dataset_config, config.dataset_split,
-                                      config.text_column)
+                                      config.text_column, config.sample_by)
+        tokenizer = load_tokenizer(config.tokenizer_name, documents, config.text_column)
+        ensure_mask_token(tokenizer)
         datasets = build_text_datasets(documents, tokenizer, config.block_size, config.unique_tokens,
                                        config.validation_tokens, config.text_column, config.preprocessing_num_workers)
     unique_tokens = int(np.sum(np.array(datasets["train"]["labels"]) != -100))
+    if config.unique_tokens is not None and config.unique_tokens != unique_tokens:
+        raise ValueError(
+            f"unique_tokens={config.unique_tokens} cannot be honoured: the {config.dataset} data hold {unique_tokens} "
+            "unique training tokens (rule data: set by samples_per_rule and rules). Leave unique_tokens out or change "
+            "the data size."
+        )
     return tokenizer, datasets, unique_tokens
