@@ -1,6 +1,17 @@
-"""Intervals for the rates the library reports."""
+"""Intervals for the rates the library reports, and reproducible random draws."""
 
 import math
+
+import torch
+
+
+def keyed_generator(*keys: int) -> torch.Generator:
+    """A CPU generator seeded by a tuple of non-negative integers: what it draws depends on those keys only (the
+    trainer keys by (seed, step) and by (validation seed, sample index); the likelihood estimators by (seed, request))."""
+    seed = 0
+    for key in keys:
+        seed = seed * 1_000_003 + int(key)
+    return torch.Generator().manual_seed(seed % 2**63)
 
 
 def wilson_interval(successes: float, trials: int, z: float = 1.96) -> tuple[float, float]:

@@ -17,7 +17,7 @@ Causal models score a token given the ones before it, so a sequence's first toke
 token to score it); the diffusion ELBO scores every token.
 
 Reproducibility: request i draws all its noise from its own CPU generator seeded by `(seed, keys[i])`, `keys`
-defaulting to the request's index in the call (the trainer's `keyed_generator` convention). A re-run gives the same
+defaulting to the request's index in the call (`stats.keyed_generator`, as the trainer). A re-run gives the same
 draws whatever the batch size, the padding, the other requests or the device; numbers then agree up to
 floating-point rounding of the kernels. Pass global keys (a document index, a hash of the tokens) when requests are
 split across processes or calls.
@@ -37,6 +37,7 @@ import torch
 from ..families import family_of
 from ..modeling_backbone import check_token_ids
 from ..schedules import sample_times
+from ..stats import keyed_generator
 
 
 # The first method of each family is its default.
@@ -324,14 +325,6 @@ def is_greedy(
         joined = [torch.cat([context, continuation]) for context, continuation in zip(contexts, continuations)]
         _, greedy = _score_requests(model, kind, joined, rows_of, batch_size)
     return [greedy[index] for index in range(len(joined))]
-
-
-def keyed_generator(*keys: int) -> torch.Generator:
-    """A CPU generator seeded by a tuple of integers (the same mixing as the trainer's `keyed_generator`)."""
-    seed = 0
-    for key in keys:
-        seed = seed * 1_000_003 + int(key)
-    return torch.Generator().manual_seed(seed % 2**63)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

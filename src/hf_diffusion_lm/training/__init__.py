@@ -3,7 +3,8 @@
 from .config import LMTrainingConfig, ModelArguments
 from .data import build_datasets, build_rule_datasets, build_text_datasets, ensure_mask_token, load_text_dataset
 from .modeling import build_model
-from .trainer import LMTrainer, keyed_generator
+from ..stats import keyed_generator
+from .trainer import LMTrainer
 
 
 __all__ = [

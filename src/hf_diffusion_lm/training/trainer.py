@@ -18,14 +18,7 @@ from transformers.trainer_utils import EvalLoopOutput
 
 from ..families import flops_parameter_count, is_diffusion_model
 from ..flops import training_flops
-
-
-def keyed_generator(*keys: int) -> torch.Generator:
-    """A CPU generator seeded by a tuple of non-negative integers: what it draws depends on those keys only."""
-    seed = 0
-    for key in keys:
-        seed = seed * 1_000_003 + key
-    return torch.Generator().manual_seed(seed % 2**63)
+from ..stats import keyed_generator
 
 
 class LMTrainer(Trainer):
