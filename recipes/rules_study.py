@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import yaml
-from transformers.trainer_utils import get_last_checkpoint
+from hf_diffusion_lm.training import launch
 
 from hf_diffusion_lm.rules.study import RESULTS_FILE, StudyConfig, evaluate_run, write_json, write_study_report
 
@@ -47,15 +47,7 @@ def parse_config(argv: list[str]) -> tuple[StudyConfig, list[str] | None]:
 
 
 def train_command(config: StudyConfig, run_dir: Path) -> list[str]:
-    """`accelerate launch [--config_file ...] recipes/train.py run_dir/train_config.yaml [--resume_from_checkpoint]`."""
-    command = [sys.executable, "-m", "accelerate.commands.launch"]
-    if config.accelerate_config:
-        command += ["--config_file", config.accelerate_config]
-    command += [str(TRAIN_SCRIPT), str(run_dir / "train_config.yaml")]
-    checkpoint = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
-    if checkpoint:
-        command += ["--resume_from_checkpoint", checkpoint]
-    return command
+    return launch.train_command(TRAIN_SCRIPT, run_dir, config.accelerate_config)
 
 
 def train(config: StudyConfig, run: dict, run_dir: Path) -> None:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import yaml
-from transformers.trainer_utils import get_last_checkpoint
+from hf_diffusion_lm.training import launch
 
 from hf_diffusion_lm.sweep import FINISHED_FILE, RESULT_FILE, SweepConfig, check_runs, collect_run, write_json, \
     write_report, write_yaml
@@ -60,16 +60,7 @@ def train_parser():
 
 
 def train_command(config: SweepConfig, run_dir: Path) -> list[str]:
-    """`python -m accelerate.commands.launch [--config_file ...] recipes/train.py run_dir/train_config.yaml
-    [--resume_from_checkpoint <last checkpoint>]`."""
-    command = [sys.executable, "-m", "accelerate.commands.launch"]
-    if config.accelerate_config:
-        command += ["--config_file", config.accelerate_config]
-    command += [str(TRAIN_SCRIPT), str(run_dir / "train_config.yaml")]
-    checkpoint = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
-    if checkpoint:
-        command += ["--resume_from_checkpoint", checkpoint]
-    return command
+    return launch.train_command(TRAIN_SCRIPT, run_dir, config.accelerate_config)
 
 
 def train(command: list[str]) -> None:

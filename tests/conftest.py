@@ -49,3 +49,13 @@ def run_without_package(script: str, tmp_path) -> str:
                             env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from a second intra-op thread and lose a lot (10x and more) when another process holds
+    a core: `pytestmark = pytest.mark.usefixtures("one_thread")` in such a test file."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -24,14 +24,7 @@ from conftest import TINY, tiny_causal_config, tiny_diffusion_config
 SMALL_MASK = 5  # MASK id of the 6-token vocabulary used for enumeration
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # These models are far too small to gain from intra-op threads, and when another process holds a core the
-    # threads' spin-waits made this file 20x slower on a 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

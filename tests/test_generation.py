@@ -32,13 +32,7 @@ class NetworkCalls:
         self.handle = module.register_forward_hook(lambda *args: setattr(self, "count", self.count + 1))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models gain nothing from a second thread and lose a lot (10x and more) when the cores are shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
