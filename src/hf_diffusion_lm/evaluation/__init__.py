@@ -1,28 +1,10 @@
-"""Evaluation: likelihood estimators with standard errors for both families and any transformers causal LM."""
+"""Evaluation: likelihood estimators with standard errors for both families and any transformers causal LM.
 
-from .likelihood import (
-    CONTINUATION_METHODS,
-    GREEDY_CRITERIA,
-    SEQUENCE_METHODS,
-    DatasetLikelihood,
-    Estimate,
-    continuation_log_likelihood,
-    dataset_likelihood,
-    is_greedy,
-    keyed_generator,
-    sequence_log_likelihood,
-)
+The lm-eval model lives in `hf_diffusion_lm.evaluation.lm_eval_model` (imported on its own: it needs lm-eval).
+"""
+
+from . import likelihood
+from .likelihood import *  # noqa: F403  (the public names are likelihood.__all__)
 
 
-__all__ = [
-    "CONTINUATION_METHODS",
-    "DatasetLikelihood",
-    "Estimate",
-    "GREEDY_CRITERIA",
-    "SEQUENCE_METHODS",
-    "continuation_log_likelihood",
-    "dataset_likelihood",
-    "is_greedy",
-    "keyed_generator",
-    "sequence_log_likelihood",
-]
+__all__ = list(likelihood.__all__)

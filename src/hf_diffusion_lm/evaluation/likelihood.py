@@ -630,6 +630,5 @@ __all__ = [
     "continuation_log_likelihood",
     "dataset_likelihood",
     "is_greedy",
-    "keyed_generator",
     "sequence_log_likelihood",
 ]
