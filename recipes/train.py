@@ -71,11 +71,12 @@ def parse_config(argv: list[str]) -> tuple[ModelArguments, LMTrainingConfig]:
     flags = to_flags({key: value for key, value in values.items() if key in argument_fields}, config_path)
     model_args, config, rest = parser.parse_args_into_dataclasses(args=flags + overrides, return_remaining_strings=True)
     from_command_line = flags_to_values(rest)
-    unknown = sorted(set(model_fields) - config_field_names(model_args.model))
+    model_field_names = config_field_names(model_args.model)
+    unknown = sorted(set(model_fields) - model_field_names)
     if unknown:
         raise ValueError(f"{config_path}: unknown config key(s) {unknown}; they are neither training arguments nor "
                          f"fields of the {model_args.model} config (see `python recipes/train.py --help`).")
-    unknown = sorted(set(from_command_line) - config_field_names(model_args.model))
+    unknown = sorted(set(from_command_line) - model_field_names)
     if unknown:
         raise ValueError(f"unknown flag(s) {['--' + key for key in unknown]}; they are neither training arguments "
                          f"nor fields of the {model_args.model} config (see `python recipes/train.py --help`).")

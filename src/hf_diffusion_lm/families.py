@@ -42,6 +42,8 @@ class Family:
         return self.config_class.model_type
 
 
+EXACT_NLL = "the exact negative log-likelihood per token, left to right"
+
 FAMILIES = {
     family.name: family
     for family in (
@@ -62,7 +64,7 @@ FAMILIES = {
             is_diffusion=False,
             attention="causal",
             objective="next-token cross-entropy over {num_orders} fixed token ordering(s)",
-            validation_loss="the exact negative log-likelihood per token, left to right",
+            validation_loss=EXACT_NLL,
         ),
     )
 }
@@ -75,7 +77,7 @@ CAUSAL_LM = Family(
     is_diffusion=False,
     attention="causal",
     objective="next-token cross-entropy",
-    validation_loss="the exact negative log-likelihood per token, left to right",
+    validation_loss=EXACT_NLL,
 )
 
 

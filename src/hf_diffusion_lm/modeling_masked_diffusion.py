@@ -164,7 +164,9 @@ class MaskedDiffusionForLM(BackbonePreTrainedModel, MaskedDiffusionGenerationMix
             if noise_mask is not None and self.config.loss_weighting == "elbo":
                 raise ValueError("A noise_mask needs the noise_times it was drawn at, to weight the ELBO.")
             drawn = self.draw_training_randomness(batch_size, seq_length, device=input_ids.device)
-            noise_times, noise_mask = drawn["noise_times"], noise_mask if noise_mask is not None else drawn["noise_mask"]
+            noise_times = drawn["noise_times"]
+            if noise_mask is None:
+                noise_mask = drawn["noise_mask"]
         if noise_times.shape != (batch_size,):
             raise ValueError(
                 f"noise_times have shape {tuple(noise_times.shape)}; expected one time per sequence, ({batch_size},)."

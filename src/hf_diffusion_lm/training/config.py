@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from ..schedules import check_choice
+
 
 # (width d, heads, layers) of the data-constrained paper's model sizes (its setup table).
 PAPER_SIZES = {
@@ -121,6 +123,5 @@ class LMTrainingConfig(TrainingArguments):
         if self.unique_tokens is not None and self.unique_tokens < 1:
             raise ValueError(f"unique_tokens={self.unique_tokens} must be a positive number of tokens (or left out: "
                              "all the training data).")
-        if self.sample_by not in ("line", "paragraph", "document"):
-            raise ValueError(f"sample_by={self.sample_by!r} is not one of ('line', 'paragraph', 'document').")
+        check_choice("sample_by", self.sample_by, ("line", "paragraph", "document"))
         super().__post_init__()
