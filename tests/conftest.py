@@ -59,3 +59,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def interrupt_after_first_checkpoint(run_dir, finished_files):
+    """Make a finished 4-step run look killed right after its checkpoint at step 2: no final model, no final files."""
+    import shutil
+
+    for name in (*finished_files, "model.safetensors"):
+        (run_dir / name).unlink()
+    shutil.rmtree(run_dir / "checkpoint-4")

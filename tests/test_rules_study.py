@@ -31,6 +31,8 @@ TINY_STUDY = {
 }
 RUNS = ["diffusion_6", "ar_6", "ar_2orders_6"]
 
+from conftest import interrupt_after_first_checkpoint
+
 
 def load_driver():
     spec = importlib.util.spec_from_file_location("rules_study", ROOT / "recipes" / "rules_study.py")
@@ -119,10 +121,7 @@ def test_study_resumes_without_retraining_finished_models(study, monkeypatch):
 def test_study_resumes_half_trained_run_from_its_last_checkpoint(study, monkeypatch):
     driver, config_path, out, _ = study
     run_dir = out / "runs" / "diffusion_6"
-    # Interrupted after the checkpoint at step 2: no final model, no results.
-    for name in ("results.json", "eval_results.json", "all_results.json", "model.safetensors"):
-        (run_dir / name).unlink()
-    shutil.rmtree(run_dir / "checkpoint-4")
+    interrupt_after_first_checkpoint(run_dir, ("results.json", "eval_results.json", "all_results.json"))
     config = StudyConfig(**yaml.safe_load(config_path.read_text()))
     assert driver.train_command(config, run_dir)[-2:] == ["--resume_from_checkpoint", str(run_dir / "checkpoint-2")]
     resumed = {r["name"]: r for r in driver.main([str(config_path), "--runs", "diffusion_6"])}["diffusion_6"]

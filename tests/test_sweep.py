@@ -20,6 +20,8 @@ TINY["accelerate_config"] = str(ROOT / TINY["accelerate_config"])
 RUNS = ["diffusion_t_n8_e2", "ar_t_n8_e2"]
 PLOTS = ("loss_vs_epochs.png", "best_loss_vs_flops.png", "repeated_data_value.png", "critical_compute.png")
 
+from conftest import interrupt_after_first_checkpoint
+
 
 def load_driver():
     spec = importlib.util.spec_from_file_location("sweep_recipe", ROOT / "recipes" / "sweep.py")
@@ -147,10 +149,7 @@ def test_sweep_prints_one_command_per_run_and_trains_nothing(sweep, tmp_path, mo
 def test_sweep_resumes_half_finished_run_from_its_last_checkpoint(sweep, capsys):
     driver, grid, out, rows = sweep
     run_dir = out / "runs" / "diffusion_t_n8_e2"
-    # Interrupted after the checkpoint at step 2 of 4: no final model, no final evaluation.
-    for name in ("eval_results.json", "all_results.json", "model.safetensors", "sweep_result.json"):
-        (run_dir / name).unlink()
-    shutil.rmtree(run_dir / "checkpoint-4")
+    interrupt_after_first_checkpoint(run_dir, ("eval_results.json", "all_results.json", "sweep_result.json"))
     before = json.loads((run_dir / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
     others = {name: (out / "runs" / name / "model.safetensors").stat().st_mtime_ns for name in RUNS if
               name != "diffusion_t_n8_e2"}
