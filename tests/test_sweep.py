@@ -4,7 +4,6 @@ per run), and the report's fitting path on synthetic runs drawn from known laws.
 import csv
 import importlib.util
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
