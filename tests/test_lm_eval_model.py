@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import lm_eval
 import pytest
@@ -233,43 +234,30 @@ def test_bad_input_gets_clear_errors(checkpoints):
     assert value < 0
 
 
-TWO_PROCESS_SCRIPT = """
-import json, os, sys
-import torch
-torch.set_num_threads(1)
-if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-    torch.distributed.init_process_group("gloo")
-import lm_eval
-from lm_eval.tasks import TaskManager
-from hf_diffusion_lm.evaluation.lm_eval_model import HFDiffusionLM
-path, tasks, output = sys.argv[1:4]
-lm = HFDiffusionLM(pretrained=path, batch_size=4, mc_samples=4, seed=3, device="cpu")
-results = lm_eval.simple_evaluate(model=lm, tasks=["tiny_mc", "tiny_ppl"],
-                                  task_manager=TaskManager(include_path=tasks, include_defaults=False),
-                                  random_seed=0, numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)
-if lm.rank == 0:
-    json.dump({"world_size": lm.world_size, "results": results["results"]}, open(output, "w"))
-if torch.distributed.is_initialized():
-    torch.distributed.destroy_process_group()
-"""
-
-
-def test_two_processes_equal_one(checkpoints, task_folder, tmp_path):
-    script = tmp_path / "evaluate.py"
-    script.write_text(TWO_PROCESS_SCRIPT)
+@pytest.mark.parametrize("family", ["diffusion", "causal"])
+def test_two_processes_equal_one(family, checkpoints, task_folder, tmp_path):
+    """recipes/evaluate.py under torchrun with 2 processes gives the 1-process metrics and generations."""
+    recipe = Path(__file__).parents[1] / "recipes" / "evaluate.py"
     env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
     outputs = {}
     for processes in (1, 2):
-        output = tmp_path / f"results_{processes}.json"
+        output = tmp_path / f"results_{processes}"
         launcher = ([sys.executable] if processes == 1 else
                     [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"])
-        result = subprocess.run(launcher + [str(script), checkpoints["diffusion"], task_folder, str(output)],
-                                env=env, capture_output=True, text=True, timeout=300)
+        arguments = ["--model", checkpoints[family], "--tasks", "tiny_mc,tiny_gen,tiny_ppl", "--include_path",
+                     task_folder, "--batch_size", "4", "--mc_samples", "4", "--seed", "3", "--device", "cpu",
+                     "--log_samples", "true", "--output_path", str(output)]
+        result = subprocess.run(launcher + [str(recipe), *arguments], env=env, capture_output=True, text=True,
+                                timeout=300)
         assert result.returncode == 0, result.stderr[-4000:]
-        outputs[processes] = json.loads(output.read_text())
-    assert (outputs[1]["world_size"], outputs[2]["world_size"]) == (1, 2)
-    for task in ("tiny_mc", "tiny_ppl"):
-        one, two = outputs[1]["results"][task], outputs[2]["results"][task]
-        for metric, value in one.items():
+        [results_file] = output.glob("results_*.json")
+        generations = {sample["doc_id"]: sample["filtered_resps"] for path in output.glob("samples_tiny_gen_*.jsonl")
+                       for sample in map(json.loads, path.read_text().splitlines())}
+        outputs[processes] = json.loads(results_file.read_text()), generations
+    (one, one_generations), (two, two_generations) = outputs[1], outputs[2]
+    assert len(one_generations) == len(QUESTIONS) and one_generations == two_generations
+    for task in ("tiny_mc", "tiny_gen", "tiny_ppl"):
+        assert one["n-samples"][task] == two["n-samples"][task]
+        for metric, value in one["results"][task].items():
             if isinstance(value, float):
-                assert two[metric] == pytest.approx(value, rel=1e-5), (task, metric)
+                assert two["results"][task][metric] == pytest.approx(value, rel=1e-5), (task, metric)

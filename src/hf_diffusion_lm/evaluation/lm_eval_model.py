@@ -46,6 +46,7 @@ import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+from tqdm.auto import tqdm
 
 import hf_diffusion_lm  # noqa: F401  (registers the families with the Auto classes)
 
@@ -262,29 +263,38 @@ class HFDiffusionLM(LM):
                              f"{self.max_length} (with {needed} context token(s)).")
         return (context[-room:] if room else []) if len(context) > room else context, continuation
 
-    def _score(self, pairs, method=None, with_greedy=True):
-        """Estimates (and greedy flags) for token pairs, sorted by length for tighter padding, in input order."""
+    def _score(self, pairs, method=None, with_greedy=True, progress: str | None = None):
+        """Estimates (and greedy flags) for token pairs, sorted by length for tighter padding, in input order. Scored
+        in chunks of a few forward passes each so `progress` (a tqdm description; None: silent) moves; a request's
+        draws are keyed by its tokens, so chunking does not change any value."""
         if not pairs:
             return [], []
         keys = [request_key(context, continuation) for context, continuation in pairs]
         order = sorted(range(len(pairs)), key=lambda index: -(len(pairs[index][0]) + len(pairs[index][1])))
-        contexts = [pairs[index][0] for index in order]
-        continuations = [pairs[index][1] for index in order]
-        estimates = continuation_log_likelihood(
-            self.model, contexts, continuations, method=method or self.method, mc_samples=self.mc_samples,
-            batch_size=self.batch_size, seed=self.seed, keys=[keys[index] for index in order],
-            guidance_scale=self.guidance_scale,
-        )
-        greedy = (is_greedy(self.model, contexts, continuations, criterion=self.greedy_criterion,
-                            batch_size=self.batch_size) if with_greedy else [False] * len(order))
+        rows_per_request = self.mc_samples if self.is_diffusion else 1
+        chunk = max(1, 4 * self.batch_size // rows_per_request)
         values, flags = [None] * len(pairs), [None] * len(pairs)
-        for position, index in enumerate(order):
-            values[index], flags[index] = estimates[position], greedy[position]
+        bar = tqdm(total=len(pairs), desc=progress, disable=progress is None or self.rank != 0)
+        for start in range(0, len(order), chunk):
+            indices = order[start : start + chunk]
+            contexts = [pairs[index][0] for index in indices]
+            continuations = [pairs[index][1] for index in indices]
+            estimates = continuation_log_likelihood(
+                self.model, contexts, continuations, method=method or self.method, mc_samples=self.mc_samples,
+                batch_size=self.batch_size, seed=self.seed, keys=[keys[index] for index in indices],
+                guidance_scale=self.guidance_scale,
+            )
+            greedy = (is_greedy(self.model, contexts, continuations, criterion=self.greedy_criterion,
+                                batch_size=self.batch_size) if with_greedy else [False] * len(indices))
+            for position, index in enumerate(indices):
+                values[index], flags[index] = estimates[position], greedy[position]
+            bar.update(len(indices))
+        bar.close()
         return values, flags
 
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         pairs = [self._fit(*self._encode_pair(*request.args)) for request in requests]
-        estimates, greedy = self._score(pairs)
+        estimates, greedy = self._score(pairs, progress=None if disable_tqdm else "loglikelihood requests")
         results = []
         for request, estimate, flag in zip(requests, estimates, greedy):
             result = (float(estimate.value), bool(flag))
@@ -308,7 +318,8 @@ class HFDiffusionLM(LM):
             for context, continuation in self.rolling_windows(request.args[0]):
                 windows.append((list(context), list(continuation)))
                 owners.append(index)
-        estimates, _ = self._score(windows, with_greedy=False)
+        estimates, _ = self._score(windows, with_greedy=False,
+                                   progress=None if disable_tqdm else "loglikelihood_rolling windows")
         totals = [0.0] * len(requests)
         for owner, estimate in zip(owners, estimates):
             totals[owner] += float(estimate.value)
@@ -367,6 +378,7 @@ class HFDiffusionLM(LM):
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         results = [None] * len(requests)
+        bar = tqdm(total=len(requests), desc="generate_until requests", disable=disable_tqdm or self.rank != 0)
         groups = defaultdict(list)  # requests with equal gen_kwargs share generate calls
         for index, request in enumerate(requests):
             context, gen_kwargs = request.args
@@ -390,6 +402,8 @@ class HFDiffusionLM(LM):
                         text = text.split(stop)[0]
                     results[index] = text
                     self.cache_hook.add_partial("generate_until", requests[index].args, text)
+                bar.update(len(chunk))
+        bar.close()
         return results
 
 
