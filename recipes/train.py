@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None):
     trainer.save_state()
     if trainer.is_world_process_zero():
         write_run_report(trainer, model_args, config, initial, final, datasets)
+    if config.push_to_hub:  # the Trainer's own upload of output_dir, with our card (LMTrainer.create_model_card)
+        trainer.push_to_hub(commit_message="End of training")
 
 
 if __name__ == "__main__":

@@ -29,9 +29,9 @@ def _seed():
     torch.manual_seed(0)
 
 
-def run_without_package(script: str, tmp_path) -> str:
+def run_without_package(script: str, tmp_path, env: dict | None = None) -> str:
     """Run `script` in a fresh interpreter where `import hf_diffusion_lm` fails, as for a Hub user without the
-    package; return its stdout (the test fails with its stderr when it fails)."""
+    package; return its stdout (the test fails with its stderr when it fails). `env` adds or replaces variables."""
     import subprocess
     import sys
     import textwrap
@@ -44,7 +44,8 @@ def run_without_package(script: str, tmp_path) -> str:
                     raise ImportError("hf_diffusion_lm is blocked in this test")
         sys.meta_path.insert(0, BlockPackage())
     """)
-    env = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    env = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
+           **(env or {})}
     result = subprocess.run([sys.executable, "-c", blocker + textwrap.dedent(script)], capture_output=True, text=True,
                             env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,19 +1,25 @@
-"""The model-card template renders into a Hub card with YAML metadata."""
+"""The model-card template: every placeholder is filled by `build_model_card`, even for a bare save_pretrained folder
+(a card says what was not recorded instead of failing or leaving template syntax behind)."""
 
-from pathlib import Path
+import re
 
-from huggingface_hub import ModelCard, ModelCardData
+import pytest
+
+from hf_diffusion_lm import MaskedDiffusionForLM, PermutedCausalLM
+from hf_diffusion_lm.publishing import TEMPLATE, build_model_card, check_card
+
+from conftest import tiny_causal_config, tiny_diffusion_config
 
 
-TEMPLATE = Path(__file__).parents[1] / "src" / "hf_diffusion_lm" / "templates" / "model_card.md"
-
-
-def test_template_renders_metadata_and_every_field():
-    fields = dict(model_name="tiny-mdlm", model_family="MaskedDiffusionForLM", num_parameters="1.2M", hidden_size=128,
-                  num_layers=4, num_heads=4, attention="bidirectional", objective="masked-diffusion ELBO",
-                  training_data="rules", results="loss 1.0", auto_class="AutoModelForMaskedLM", repo_id="me/tiny-mdlm")
-    card = ModelCard.from_template(ModelCardData(license="apache-2.0", library_name="transformers"),
-                                   template_path=str(TEMPLATE), **fields)
-    assert card.data.license == "apache-2.0" and card.data.library_name == "transformers"
-    assert "{{" not in card.text
-    assert 'AutoModelForMaskedLM.from_pretrained("me/tiny-mdlm", trust_remote_code=True)' in card.text
+@pytest.mark.parametrize("model", [MaskedDiffusionForLM(tiny_diffusion_config()), PermutedCausalLM(tiny_causal_config())])
+def test_every_placeholder_is_filled_for_a_bare_checkpoint(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    placeholders = set(re.findall(r"{{ (\w+) }}", TEMPLATE.read_text()))
+    assert {"training_table", "validation", "usage_without_package"} <= placeholders
+    card = build_model_card(tmp_path, repo_id="me/bare")
+    check_card(card)
+    assert not re.search(r"{{ ?\w+ ?}}", card.content)
+    assert "No validation loss was recorded." in card.text and "The training data were not recorded." in card.text
+    auto = "AutoModelForMaskedLM" if isinstance(model, MaskedDiffusionForLM) else "AutoModelForCausalLM"
+    assert f'{auto}.from_pretrained("me/bare", trust_remote_code=True)' in card.text
+    assert card.data.model_name == "bare" and card.data.eval_results is None

@@ -6,7 +6,10 @@ checkpoint folder, the task names, the sampling settings), evaluates with `lm_ev
 
 - `results_<timestamp>.json`: lm-eval's own aggregated results file, written by its `EvaluationTracker` (the format
   leaderboards keep), and `samples_<task>_<timestamp>.jsonl` with `log_samples`;
-- `results.md`: lm-eval's Markdown table of every metric with its standard error.
+- `results.md`: lm-eval's Markdown table of every metric with its standard error;
+
+and, when the results go to the default place, refreshes the checkpoint's model card (`README.md`, model-index and
+`.eval_results/`) with them (`hf_diffusion_lm.publishing.write_model_card`).
 
 Like the adapter, this module imports lm-eval; `hf_diffusion_lm.evaluation` does not import it.
 """
@@ -19,9 +22,9 @@ from pathlib import Path
 
 import torch
 
+from ..publishing import LM_EVAL_FOLDER, write_model_card
 # The nine 0-shot tasks of the data-constrained paper (Prabhudesai et al.), in its order.
 PAPER_TASKS = ("arc_easy", "boolq", "copa", "hellaswag", "piqa", "race", "winogrande", "sciq", "lambada_standard")
-RESULTS_FOLDER = "lm_eval"
 TABLE_FILE = "results.md"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -137,7 +140,7 @@ def evaluate_checkpoint(args: EvaluationArguments) -> dict | None:
 
     check_checkpoint(args.model)
     manager = task_manager_for(args.task_names, args.include_path)
-    output = Path(args.output_path) if args.output_path else Path(args.model) / RESULTS_FOLDER
+    output = Path(args.output_path) if args.output_path else Path(args.model) / LM_EVAL_FOLDER
     if not args.output_path and not Path(args.model).is_dir():
         raise ValueError(f"model={args.model!r} is a Hub id: set output_path to say where the results go.")
     init_distributed()
@@ -166,6 +169,8 @@ def evaluate_checkpoint(args: EvaluationArguments) -> dict | None:
     results["results_table"] = results_table(results)
     (output / TABLE_FILE).write_text(results["results_table"])
     results["results_file"] = str(written[-1])
+    if output == Path(args.model) / LM_EVAL_FOLDER:  # where the card looks for them: refresh the checkpoint's card
+        results["model_card"] = str(write_model_card(args.model))
     logger.info("lm-eval results: %s; table: %s", written[-1], output / TABLE_FILE)
     return results
 

@@ -4,14 +4,11 @@ generated samples (rule data), a model card and a printed summary."""
 import json
 from pathlib import Path
 
-from huggingface_hub import ModelCard, ModelCardData
-
 from ..families import family_of
+from ..publishing import RUN_INFO, SAMPLES_PICTURE, write_model_card
 from ..stats import wilson_interval
 
 
-TEMPLATE = Path(__file__).parents[1] / "templates" / "model_card.md"
-SAMPLES_PICTURE = "samples.png"
 PICTURED_SAMPLES = 8
 
 
@@ -83,40 +80,67 @@ def describe_rule_metrics(metrics: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def hardware_description(config) -> str:
+    import os
+    import platform
+
+    import torch
+
+    if torch.cuda.is_available() and not config.use_cpu:
+        return torch.cuda.get_device_name()
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def run_info(trainer, model_args, config, datasets) -> dict:
+    """What the model card needs to know about the run and cannot read from the Trainer's own files."""
+    import dataclasses
+
+    import torch
+    import transformers
+
+    from .. import __version__
+
+    model = trainer.model
+    validation = datasets["validation"][0]["input_ids"]
+    return {
+        "model": model_args.model,
+        "model_name_or_path": model_args.model_name_or_path,
+        "dataset": config.dataset,
+        "data_description": describe_data(config, datasets),
+        "unique_tokens": trainer.unique_tokens,
+        "num_parameters": model.num_parameters(),
+        "flops_parameters": trainer.flops_parameters,
+        "world_size": config.world_size,
+        "global_batch_size": config.per_device_train_batch_size * config.world_size
+                             * config.gradient_accumulation_steps,
+        "hardware": hardware_description(config),
+        "usage_prompt_ids": [int(token) for token in validation[:8]],
+        "versions": {"hf_diffusion_lm": __version__, "torch": torch.__version__,
+                     "transformers": transformers.__version__},
+        "model_arguments": dataclasses.asdict(model_args),
+        "training_arguments": json.loads(json.dumps(config.to_dict(), default=str)),
+    }
+
+
 def write_run_report(trainer, model_args, config, initial: dict, final: dict, datasets) -> Path:
-    """Write `README.md` (the model card) into the output folder and print where everything is."""
+    """Write `run_info.json`, the rule metrics and picture (rule data) and the model card (`README.md`) into the
+    output folder, and print where everything is."""
     model = trainer.model
     family = family_of(model)
     output_dir = Path(config.output_dir)
-    results = (f"Validation loss {final['eval_loss']:.4f} nats/token ({final['eval_bits_per_token']:.4f} bits, "
+    (output_dir / RUN_INFO).write_text(json.dumps(run_info(trainer, model_args, config, datasets), indent=2))
+    summary = (f"Validation loss {final['eval_loss']:.4f} nats/token ({final['eval_bits_per_token']:.4f} bits, "
                f"perplexity {final['eval_perplexity']:.3f}), from {initial['initial_loss']:.4f} before training: "
                f"{family.validation_loss}. {trainer.state.global_step} steps, "
                f"{trainer.state.num_input_tokens_seen:,} tokens, {trainer.state.total_flos:.3g} FLOPs (6 N D).")
     picture = None
     if config.dataset == "rules" and config.rule_metric_samples > 0 and hasattr(model, "generate"):
         metrics, picture = rule_metrics(model, trainer.processing_class, datasets, config)
-        results += ("\n\nRule metrics on fresh samples (`rule_metrics.json`):\n\n" + describe_rule_metrics(metrics)
-                    + f"\n\nUnconditional samples (rows labelled with the rules they obey):\n\n"
-                      f"![Generated samples]({picture.name})")
-    card = ModelCard.from_template(
-        ModelCardData(license="apache-2.0", library_name="transformers", tags=["hf_diffusion_lm", family.name]),
-        template_path=str(TEMPLATE),
-        model_name=output_dir.name,
-        model_family=type(model).__name__,
-        num_parameters=f"{model.num_parameters():,}",
-        hidden_size=model.config.hidden_size,
-        num_layers=model.config.num_hidden_layers,
-        num_heads=model.config.num_attention_heads,
-        attention=family.attention,
-        objective=family.objective.format(num_orders=getattr(model.config, "num_orders", 1)),
-        training_data=describe_data(config, datasets),
-        results=results,
-        auto_class=family.auto_class.__name__,
-        repo_id=f"<user>/{output_dir.name}",
-    )
-    card.save(output_dir / "README.md")
-    print(f"\nCheckpoint, tokenizer, metrics (eval_results.json, trainer_state.json) and model card: {output_dir}")
-    print(results.replace(f"![Generated samples]({SAMPLES_PICTURE})", ""))
+        summary += "\n\nRule metrics on fresh samples (`rule_metrics.json`):\n\n" + describe_rule_metrics(metrics)
+    card = write_model_card(output_dir)
+    print(f"\nCheckpoint, tokenizer, metrics (eval_results.json, trainer_state.json) and model card ({card.name}): "
+          f"{output_dir}")
+    print(summary)
     if picture is not None:
         print(f"Picture of generated samples: {picture}")
-    return output_dir / "README.md"
+    return card

@@ -85,6 +85,14 @@ class LMTrainer(Trainer):
                 self._masked_fractions = []
         super().log(logs, start_time)
 
+    # ---- publishing -------------------------------------------------------------------------------------------
+    def create_model_card(self, **kwargs) -> None:
+        """`push_to_hub` writes this package's card (built from the run's files) instead of the Trainer's own."""
+        if self.is_world_process_zero():
+            from ..publishing import write_model_card
+
+            write_model_card(self.args.output_dir, getattr(self, "hub_model_id", None) or self.args.hub_model_id)
+
     # ---- validation -------------------------------------------------------------------------------------------
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
