@@ -13,7 +13,8 @@ for T in `--lengths`.
 2. Throughput: requests per second of `continuation_log_likelihood(method="stratified")` against LLaDA's
    `get_loglikelihood` loop, re-written here from the facts in the reference (one request at a time; `mc_num //
    batch_size` passes of `batch_size` copies of the request, each copy masking exactly l of the T continuation tokens
-   with l stratified over the batch, cross-entropy of the masked tokens weighted by T / l). Same model, same requests,
+   with l stratified over the batch, cross-entropy of the masked tokens weighted by T / l; a one-token answer takes
+   one exact row, as in LLaDA). Same model, same requests,
    same M and rows per pass; timings alternate between the two so a busy machine slows both alike.
 
     python benchmarks/bench_likelihood.py --model docs/results/data_constrained/rules/runs/diffusion_s1_n128_e100
@@ -45,6 +46,7 @@ def parse_args():
     parser.add_argument("--mc", type=int, default=32, help="M of the throughput comparison (the paper: 32)")
     parser.add_argument("--batch-size", type=int, default=32, help="rows per forward pass, both implementations")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--parts", nargs="+", default=["error", "throughput"], choices=["error", "throughput"])
     return parser.parse_args()
 
 
@@ -69,8 +71,10 @@ def split(sequences, length, count):
 def llada_loglikelihood(model, context, continuation, mc_num, batch_size, generator):
     """LLaDA's estimator loop for one request (see the module docstring)."""
     mask_id = model.config.mask_token_id
-    sequence = torch.cat([context, continuation])[None].repeat(batch_size, 1)
     target_length = len(continuation)
+    if target_length == 1:  # LLaDA scores a one-token answer with a single exact row
+        mc_num = batch_size = 1
+    sequence = torch.cat([context, continuation])[None].repeat(batch_size, 1)
     losses = []
     for _ in range(mc_num // batch_size):
         start = int(torch.randint(1, target_length + 1, (1,), generator=generator))
@@ -105,6 +109,13 @@ def main():
     print(f"model {run} ({model.num_parameters():,} parameters), {len(sequences)} validation sequences of "
           f"{len(sequences[0])} tokens, torch threads {torch.get_num_threads()}")
 
+    if "error" in args.parts:
+        error_table(args, model, sequences)
+    if "throughput" in args.parts:
+        throughput(args, model, sequences)
+
+
+def error_table(args, model, sequences):
     print("\n## Error against samples (RMS over requests of the seed-to-seed spread; nats)\n")
     print("| T | method | M | rows/request | empirical SE | reported SE | rows for 0.1 nats |")
     print("|---:|---|---:|---:|---:|---:|---:|")
@@ -125,6 +136,8 @@ def main():
                       f"{needed:.1f} |")
         print(f"| {length} | chain_rule | - | {length} | 0 | 0 | {length} |")
 
+
+def throughput(args, model, sequences):
     print(f"\n## Throughput: requests/s at M = {args.mc}, {args.batch_size} rows per pass\n")
     lengths = [args.lengths[index % len(args.lengths)] for index in range(args.throughput_requests)]
     pool = sequences * (1 + args.throughput_requests // len(sequences))
