@@ -122,31 +122,32 @@ def python_blocks(text: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
 
 
-@pytest.mark.parametrize("family", ["diffusion", "causal"])
-def test_publish_reload_without_the_package_and_generate(runs, family, hub, tmp_path):
-    folder = runs[family]
-    repo_id = f"someone/tiny-{family}"
-    paths, info = publish(folder, repo_id)
-    uploaded = hub.repo_folder(repo_id)
-    assert sorted(str(path.relative_to(uploaded)) for path in uploaded.rglob("*")
-                  if path.is_file() and path.name != "_commit") == sorted(paths)
-    assert info.oid == (uploaded / "_commit").read_text()
-    assert "training_args.bin" not in paths and "model.safetensors" in paths and "README.md" in paths
-    card = (uploaded / "README.md").read_text()
-    with_package, without_package = python_blocks(card.split("## Use")[1])
-    assert f'from_pretrained("{repo_id}", trust_remote_code=True)' in without_package
-
-    model = read_run(folder).family.auto_class.from_pretrained(folder).eval()
-    prompt = torch.tensor([json.loads((folder / "run_info.json").read_text())["usage_prompt_ids"]])
-    with torch.no_grad():
-        options = dict(seed=0) if family == "diffusion" else dict(do_sample=False)
-        expected = model.generate(input_ids=prompt, max_new_tokens=16, **options)[0].tolist()
-    # The card's own snippet, run where hf_diffusion_lm cannot be imported, downloading through the stand-in.
-    stdout = run_without_package(
-        f"import sys\nsys.path.insert(0, {TESTS!r})\nimport hub_stand_in\nhub_stand_in.install({str(tmp_path / 'hub')!r})\n"
-        + without_package, tmp_path,
-        env={"HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "reader_home"), "HF_ENDPOINT": hub_stand_in.ENDPOINT})
-    assert stdout.strip().splitlines()[-1] == str(expected)
+def test_publish_reload_without_the_package_and_generate(runs, hub, tmp_path):
+    """Both families: publish, then run each card's own no-package snippet in one fresh interpreter where
+    hf_diffusion_lm cannot be imported, downloading through the stand-in; it generates what the local model does."""
+    script = f"import sys\nsys.path.insert(0, {TESTS!r})\nimport hub_stand_in\nhub_stand_in.install({str(tmp_path / 'hub')!r})\n"
+    expected = []
+    for family in ("diffusion", "causal"):
+        folder = runs[family]
+        repo_id = f"someone/tiny-{family}"
+        paths, info = publish(folder, repo_id)
+        uploaded = hub.repo_folder(repo_id)
+        assert sorted(str(path.relative_to(uploaded)) for path in uploaded.rglob("*")
+                      if path.is_file() and path.name != "_commit") == sorted(paths)
+        assert info.oid == (uploaded / "_commit").read_text()
+        assert "training_args.bin" not in paths and "model.safetensors" in paths and "README.md" in paths
+        with_package, without_package = python_blocks((uploaded / "README.md").read_text().split("## Use")[1])
+        assert f'from_pretrained("{repo_id}", trust_remote_code=True)' in without_package
+        assert "import hf_diffusion_lm" in with_package
+        script += without_package
+        model = read_run(folder).family.auto_class.from_pretrained(folder).eval()
+        prompt = torch.tensor([json.loads((folder / "run_info.json").read_text())["usage_prompt_ids"]])
+        with torch.no_grad():
+            options = dict(seed=0) if family == "diffusion" else dict(do_sample=False)
+            expected.append(str(model.generate(input_ids=prompt, max_new_tokens=16, **options)[0].tolist()))
+    stdout = run_without_package(script, tmp_path, env={"HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "reader"),
+                                                        "HF_ENDPOINT": hub_stand_in.ENDPOINT})
+    assert stdout.strip().splitlines()[-2:] == expected
 
 
 def test_publish_options_private_revision_pull_request_and_dry_run(runs, hub, tmp_path, capsys):
