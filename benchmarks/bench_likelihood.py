@@ -23,7 +23,6 @@ for T in `--lengths`.
 import argparse
 import math
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -51,8 +50,12 @@ def parse_args():
 
 
 def validation_sequences(run: Path) -> list[torch.LongTensor]:
-    sys.path.insert(0, str(Path(__file__).parents[1] / "recipes"))
-    import train
+    import importlib.util
+
+    # Loaded by path: putting recipes/ on sys.path would let recipes/evaluate.py shadow the `evaluate` library.
+    spec = importlib.util.spec_from_file_location("train_recipe", Path(__file__).parents[1] / "recipes" / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
 
     _, config = train.parse_config([str(run / "train_config.yaml"), "--output_dir", "/tmp/bench_likelihood"])
     _, datasets, _ = build_datasets(config)

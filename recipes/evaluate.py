@@ -10,10 +10,15 @@ YAMLs through `--include_path`.
 """
 
 import sys
+from pathlib import Path
 
-from transformers import HfArgumentParser
+# This file shares its name with Hugging Face's `evaluate` library, which lm-eval's tasks import: keep the recipes
+# folder (sys.path[0] when this runs as a script) out of the import path, so `import evaluate` finds the library.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
-from hf_diffusion_lm.evaluation.harness import EvaluationArguments, evaluate_checkpoint
+from transformers import HfArgumentParser  # noqa: E402
+
+from hf_diffusion_lm.evaluation.harness import EvaluationArguments, evaluate_checkpoint  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict | None:

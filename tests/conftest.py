@@ -29,6 +29,18 @@ def _seed():
     torch.manual_seed(0)
 
 
+def load_recipe(name: str):
+    """recipes/<name>.py as a module, without putting recipes/ on sys.path: recipes/evaluate.py would then shadow
+    Hugging Face's `evaluate` library for every later import in the test session."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", Path(__file__).parents[1] / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_without_package(script: str, tmp_path, env: dict | None = None) -> str:
     """Run `script` in a fresh interpreter where `import hf_diffusion_lm` fails, as for a Hub user without the
     package; return its stdout (the test fails with its stderr when it fails). `env` adds or replaces variables."""

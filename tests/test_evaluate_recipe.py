@@ -4,16 +4,13 @@ input is refused before any model is loaded (or, for a bad request, with the ada
 
 import json
 import random
-import sys
 from pathlib import Path
 
 import pytest
 
-RECIPES = Path(__file__).parents[1] / "recipes"
-sys.path.insert(0, str(RECIPES))
+from conftest import load_recipe
 
-import evaluate as evaluate_recipe  # noqa: E402  (recipes/evaluate.py)
-import train as train_recipe  # noqa: E402
+evaluate_recipe, train_recipe = load_recipe("evaluate"), load_recipe("train")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

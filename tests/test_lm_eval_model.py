@@ -22,10 +22,9 @@ from hf_diffusion_lm.evaluation import continuation_log_likelihood, is_greedy
 from hf_diffusion_lm.evaluation.lm_eval_model import HFDiffusionLM, request_key
 from hf_diffusion_lm.training.data import ensure_mask_token
 
-from conftest import tiny_causal_config, tiny_diffusion_config
+from conftest import load_recipe, tiny_causal_config, tiny_diffusion_config
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "recipes"))
-import evaluate as evaluate_recipe  # noqa: E402  (recipes/evaluate.py)
+evaluate_recipe = load_recipe("evaluate")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -4,7 +4,6 @@ offline stand-in for the Hub (tests/hub_stand_in.py): publish -> reload without 
 import json
 import random
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,9 @@ from hf_diffusion_lm import publishing
 from hf_diffusion_lm.publishing import files_to_upload, publish, read_eval_results_folder, read_run
 
 import hub_stand_in
-from conftest import run_without_package
+from conftest import load_recipe, run_without_package
 
-RECIPES = Path(__file__).parents[1] / "recipes"
-sys.path.insert(0, str(RECIPES))
-
-import evaluate as evaluate_recipe  # noqa: E402
-import publish as publish_recipe  # noqa: E402
-import train as train_recipe  # noqa: E402
+evaluate_recipe, publish_recipe, train_recipe = load_recipe("evaluate"), load_recipe("publish"), load_recipe("train")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

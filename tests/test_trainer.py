@@ -1,6 +1,5 @@
 """LMTrainer: learning, global-batch noise, loss scaling, deterministic validation, logs, resume, bad input."""
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ from transformers import TrainerCallback
 from hf_diffusion_lm.flops import reference_parameter_count
 from hf_diffusion_lm.training import LMTrainer, keyed_generator
 
+from conftest import load_recipe
 from trainer_helpers import logged_losses, tiny_setup, tiny_trainer
 
 
@@ -106,15 +106,8 @@ def test_a_killed_and_resumed_run_continues_with_exactly_the_same_losses(tmp_pat
     assert logged_losses(resumed)[-4:] == logged_losses(uninterrupted)[-4:]
 
 
-def load_recipe():
-    sys.path.insert(0, str(Path(__file__).parents[1] / "recipes"))
-    import train
-
-    return train
-
-
 def test_recipe_refuses_bad_input_before_writing_anything(tmp_path):
-    train = load_recipe()
+    train = load_recipe("train")
     output = tmp_path / "out"
     common = ["--output_dir", str(output), "--max_steps", "1", "--samples_per_rule", "2"]
     with pytest.raises(ValueError, match="model='bert-base-foo' is unknown"):
@@ -132,7 +125,7 @@ def test_recipe_refuses_bad_input_before_writing_anything(tmp_path):
 
 @pytest.mark.parametrize("family, model", [("ar", "permuted_causal"), ("diffusion", "masked_diffusion")])
 def test_paper_configs_mirror_the_setup_table(family, model):
-    train = load_recipe()
+    train = load_recipe("train")
     config_path = Path(__file__).parents[1] / "recipes" / "configs" / f"c4_{family}_117M.yaml"
     model_args, config = train.parse_config([str(config_path), "--bf16", "false", "--use_cpu", "true"])
     assert model_args.model == model
@@ -164,7 +157,7 @@ def test_best_checkpoint_by_validation_loss_and_early_stopping(tmp_path):
 
 
 def test_a_recipe_sets_any_field_of_the_family_config_with_one_default_each(tmp_path):
-    train = load_recipe()
+    train = load_recipe("train")
     from hf_diffusion_lm import MaskedDiffusionConfig
     from hf_diffusion_lm.rules import RuleTokenizer
     from hf_diffusion_lm.training import build_model

@@ -163,11 +163,9 @@ def test_the_default_corpus_is_the_python_standard_library():
 
 
 def test_a_budget_that_cannot_be_honoured_is_an_error_in_the_recipe(tmp_path):
-    import sys
-    from pathlib import Path
+    from conftest import load_recipe
 
-    sys.path.insert(0, str(Path(__file__).parents[1] / "recipes"))
-    import train
+    train = load_recipe("train")
 
     common = ["--output_dir", str(tmp_path / "out"), "--max_steps", "1", "--samples_per_rule", "2"]
     with pytest.raises(ValueError, match="unique_tokens=-5 must be a positive number"):
