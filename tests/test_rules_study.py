@@ -64,9 +64,10 @@ def test_study_writes_every_output_file(study):
     assert pictures == sorted(["diffusion_6_seed0_ancestral.png", "diffusion_6_seed0_low_confidence.png",
                                "ar_6_seed0_temperature_1.png", "ar_2orders_6_seed0_temperature_1.png"])
     by_name = {r["name"]: r for r in results}
-    assert set(by_name["diffusion_6_seed0"]["completion"]) == {"infill"}
-    assert set(by_name["ar_6_seed0"]["completion"]) == {"left_to_right"}
-    assert set(by_name["ar_2orders_6_seed0"]["completion"]) == {"left_to_right", "any_order"}
+    assert set(by_name["diffusion_6_seed0"]["completion"]) == {"infill_greedy", "infill_sampled"}
+    assert set(by_name["ar_6_seed0"]["completion"]) == {"left_to_right_greedy", "left_to_right_sampled"}
+    assert set(by_name["ar_2orders_6_seed0"]["completion"]) == {"left_to_right_greedy", "left_to_right_sampled",
+                                                                 "any_order_greedy", "any_order_sampled"}
     for r in results:
         assert r["steps"] == 4 and r["validation_loss"] < r["initial_validation_loss"]
         # held-out rule 20 reported on its own; 3 fresh samples per rule
@@ -98,6 +99,9 @@ def test_study_metrics_agree_with_the_checker_on_the_saved_samples(study):
             correct = completion_correct(completed)
             assert accuracy["trained"] == pytest.approx(correct[rule_ids == 0].mean())
             assert accuracy["heldout"] == pytest.approx(correct[rule_ids == 20].mean())
+            assert accuracy["per_rule"] == {0: pytest.approx(correct[rule_ids == 0].mean()),
+                                            20: pytest.approx(correct[rule_ids == 20].mean())}
+            assert accuracy["empty_panels"] == pytest.approx((completed[:, 2, 2] == -1).all(axis=(1, 2)).mean())
 
 
 def test_study_resumes_without_retraining_finished_models(study, monkeypatch):

@@ -56,7 +56,8 @@ def panel_tokens(tokenizer) -> int:
 @torch.no_grad()
 def complete_last_panels(model, tokenizer, samples: np.ndarray, batch_size: int = 64, infill: bool | None = None,
                          return_ids: bool = False, **generate_kwargs):
-    """samples `[N, 3, 3, 9, 3]` with their last panel rewritten by the model (greedy by default); with `return_ids`,
+    """samples `[N, 3, 3, 9, 3]` with their last panel rewritten by the model (greedy by default, `do_sample=True`
+    samples: diffusion with its sampler's settings, causal models at temperature 1); with `return_ids`,
     also the generated token ids `[N, sample_length + 1]`.
 
     infill (default: for diffusion models): the last panel becomes MASK holes that `generate` fills (a
@@ -72,11 +73,11 @@ def complete_last_panels(model, tokenizer, samples: np.ndarray, batch_size: int 
         if infill:
             holes = batch.clone()
             holes[:, -answer:] = tokenizer.mask_token_id
-            kwargs = {"steps": answer} if is_diffusion_model(model) else {"do_sample": False}
-            out = model.generate(holes, **kwargs, **generate_kwargs)
-        else:
-            out = model.generate(batch[:, :-answer], max_new_tokens=answer, min_new_tokens=answer, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id, **generate_kwargs)
+            defaults = {"steps": answer} if is_diffusion_model(model) else {"do_sample": False}
+            out = model.generate(holes, **{**defaults, **generate_kwargs})
+        else:  # greedy unless do_sample=True is passed (then plain temperature-1 sampling: top_k=0)
+            options = {"do_sample": False, "top_k": 0, "pad_token_id": tokenizer.pad_token_id, **generate_kwargs}
+            out = model.generate(batch[:, :-answer], max_new_tokens=answer, min_new_tokens=answer, **options)
         completed.append(out[:, : ids.shape[1]].cpu())
     completed = torch.cat(completed).numpy()
     samples = tokenizer.decode_samples(completed)

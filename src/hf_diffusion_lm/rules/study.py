@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..families import FAMILIES, is_diffusion_model
+from ..stats import wilson_interval
 from .baselines import copy_middle_completion, random_panel_completion, shuffled_panel_samples
 from .checker import completion_correct, consistency
 from . import generator
@@ -154,21 +155,28 @@ def unconditional_samplers(model, config: StudyConfig) -> dict[str, dict]:
     return {name: {**steps, **kwargs} for name, kwargs in config.diffusion_samplers.items()}
 
 
-def completion_methods(model) -> dict[str, bool]:
-    """{method name: infill?}: diffusion infills; causal models continue left to right, and infill in any order too
-    when they were trained with target-position conditioning."""
+def completion_methods(model) -> dict[str, dict]:
+    """{method name: {"infill": bool, "sample": bool}}: each way of completing a panel is run greedy and sampled.
+    Diffusion infills; causal models continue left to right, and infill in any order too when they were trained with
+    target-position conditioning."""
     if is_diffusion_model(model):
-        return {"infill": True}
-    methods = {"left_to_right": False}
-    if getattr(model.config, "order_conditioning", "none") == "target":
-        methods["any_order"] = True
-    return methods
+        ways = {"infill": True}
+    else:
+        ways = {"left_to_right": False}
+        if getattr(model.config, "order_conditioning", "none") == "target":
+            ways["any_order"] = True
+    return {f"{way}_{decoding}": {"infill": infill, "sample": decoding == "sampled"}
+            for way, infill in ways.items() for decoding in ("greedy", "sampled")}
 
 
-def split_accuracy(correct: np.ndarray, rule_ids: np.ndarray, heldout: list[int]) -> dict[str, float]:
+def split_accuracy(correct: np.ndarray, rule_ids: np.ndarray, heldout: list[int]) -> dict:
+    """Accuracy over all, trained and held-out rules (None without such rules), each rule's own, and the 95% Wilson
+    interval of the overall rate."""
     is_heldout = np.isin(rule_ids, heldout)
     part = lambda mask: float(correct[mask].mean()) if mask.any() else None  # noqa: E731
-    return {"all": float(correct.mean()), "trained": part(~is_heldout), "heldout": part(is_heldout)}
+    low, high = wilson_interval(int(correct.sum()), len(correct))
+    return {"all": float(correct.mean()), "all_low": low, "all_high": high, "trained": part(~is_heldout),
+            "heldout": part(is_heldout), "per_rule": {int(r): part(rule_ids == r) for r in np.unique(rule_ids)}}
 
 
 def evaluate_run(model, tokenizer, config: StudyConfig, run: dict, run_dir: Path) -> dict:
@@ -187,12 +195,19 @@ def evaluate_run(model, tokenizer, config: StudyConfig, run: dict, run_dir: Path
         unconditional[name] = {**consistency_report(generated, train), "settings": kwargs,
                                "memorization": memorization_rates(generated, train)}
     completion = {}
-    for name, infill in completion_methods(model).items():
-        kwargs = {"mask_token_id": tokenizer.mask_token_id, "seed": seed} if infill and not is_diffusion_model(model) \
-            else {}
-        completed = complete_last_panels(model, tokenizer, test, batch, infill=infill, **kwargs)
+    for name, method in completion_methods(model).items():
+        kwargs = {"mask_token_id": tokenizer.mask_token_id, "seed": seed} \
+            if method["infill"] and not is_diffusion_model(model) else {}
+        if method["sample"]:
+            kwargs |= {"do_sample": True, **({"seed": seed} if is_diffusion_model(model) else {})}
+            if not is_diffusion_model(model):
+                import torch
+
+                torch.manual_seed(seed)
+        completed = complete_last_panels(model, tokenizer, test, batch, infill=method["infill"], **kwargs)
         np.save(run_dir / f"completion_{name}.npy", completed)
-        completion[name] = split_accuracy(completion_correct(completed), test_rules, config.heldout())
+        completion[name] = {**split_accuracy(completion_correct(completed), test_rules, config.heldout()),
+                            "empty_panels": float((completed[:, 2, 2] == -1).all(axis=(-1, -2)).mean())}
     heldout = config.heldout()
     chance = {
         "completion_copy_middle": split_accuracy(copy_middle_completion(test), test_rules, heldout),
@@ -251,16 +266,18 @@ def results_table(results: list[dict]) -> str:
                      f"| | | | {_fmt(c['anyvalid'])} | {_fmt(c['c3'])} | {_fmt(c['c3'])} | {_fmt(c['c2'])} | - | "
                      f"{_fmt(mem['sample'])} | {_fmt(mem['row'])} | {_fmt(mem['panel'])} |")
     lines += ["", "## Panel completion (bottom-right panel of fresh samples)", "",
-              "| run | method | all | trained rules | held-out rules |", "|---|---|---|---|---|"]
+              "Accuracy with its 95% Wilson interval; empty: completed panels with no object at all.", "",
+              "| run | method | all | trained rules | held-out rules | empty | per rule |", "|---|---|---|---|---|---|---|"]
     for r in results:
         for method, acc in r["completion"].items():
-            lines.append(f"| {r['name']} | {method} | {_fmt(acc['all'])} | {_fmt(acc['trained'])} | "
-                         f"{_fmt(acc['heldout'])} |")
+            per_rule = ", ".join(f"{rule}: {_fmt(value)}" for rule, value in acc.get("per_rule", {}).items())
+            lines.append(f"| {r['name']} | {method} | {interval(acc, 'all')} | {_fmt(acc['trained'])} | "
+                         f"{_fmt(acc['heldout'])} | {_fmt(acc.get('empty_panels'))} | {per_rule} |")
     for r in {(r["samples_per_rule"], r["seed"]): r for r in results}.values():
         for name in ("completion_copy_middle", "completion_random_panel"):
             acc = r["chance"][name]
             lines.append(f"| chance ({r['samples_per_rule']}/rule, seed {r['seed']}) | {name.removeprefix('completion_')} "
-                         f"| {_fmt(acc['all'])} | {_fmt(acc['trained'])} | {_fmt(acc['heldout'])} |")
+                         f"| {_fmt(acc['all'])} | {_fmt(acc['trained'])} | {_fmt(acc['heldout'])} | | |")
     lines += ["", "## Over seeds", "", "Mean ± sample standard deviation over the seeds, with the per-seed values.", "",
               "| model | samples/rule | sampler or method | metric | seeds | mean ± std | per seed |",
               "|---|---|---|---|---|---|---|"]
