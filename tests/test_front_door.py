@@ -81,10 +81,13 @@ def test_a_figure_beats_chance_only_when_its_whole_interval_lies_above_the_basel
     metrics = dict(completion=0.9, completion_samples=100, completion_chance_copy_middle=0.5,
                    completion_chance_random_panel=0.1, unconditional_anyvalid=0.4, unconditional_chance_anyvalid=0.38,
                    unconditional_c3=0.05, unconditional_chance_c3=0.0, unconditional_c2=0.0,
-                   unconditional_chance_c2=0.0, unconditional_samples=100)
-    verdicts = {row["name"]: row["beats_chance"] for row in compare_with_chance(metrics)}
+                   unconditional_chance_c2=0.0, unconditional_samples=100, unconditional_c3_novel=0.0,
+                   unconditional_novel=0.5)
+    rows = {row["name"]: row for row in compare_with_chance(metrics)}
+    verdicts = {name: row["beats_chance"] for name, row in rows.items()}
     assert verdicts == {"panel completion": True, "unconditional AnyValid (rows)": False, "unconditional C3": True,
-                        "unconditional C2": False}
+                        "unconditional C3 of novel samples": False, "unconditional C2": False}
+    assert rows["unconditional C3 of novel samples"]["trials"] == 50  # the novel half of the 100 samples
     text = describe_rule_metrics(metrics)
     assert "Beats chance: panel completion, unconditional C3." in text
     assert "copy the middle panel 0.500" in text  # the strongest baseline is named

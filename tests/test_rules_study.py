@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from hf_diffusion_lm.rules import RuleTokenizer, completion_correct, consistency, memorization_rates
-from hf_diffusion_lm.rules.study import StudyConfig
+from hf_diffusion_lm.rules.model_metrics import consistency_report
+from hf_diffusion_lm.rules.study import StudyConfig, aggregate_seeds
 from hf_diffusion_lm.training.data import build_rule_datasets
 
 ROOT = Path(__file__).parents[1]
@@ -28,7 +29,7 @@ TINY_STUDY = {
                            "low_confidence": {"remasking": "low_confidence", "do_sample": True}},
     "generation_batch_size": 8, "pictures_per_sampler": 2, "keep_checkpoints": True,
 }
-RUNS = ["diffusion_6", "ar_6", "ar_2orders_6"]
+RUNS = ["diffusion_6_seed0", "ar_6_seed0", "ar_2orders_6_seed0"]
 
 from conftest import interrupt_after_first_checkpoint
 
@@ -60,12 +61,13 @@ def test_study_writes_every_output_file(study):
     for plot in ("c3_vs_samples_per_rule.png", "completion_vs_samples_per_rule.png", "loss_curves.png"):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pictures = sorted(p.name for p in (out / "samples").glob("*.png"))
-    assert pictures == sorted(["diffusion_6_ancestral.png", "diffusion_6_low_confidence.png",
-                               "ar_6_temperature_1.png", "ar_2orders_6_temperature_1.png"])
+    assert pictures == sorted(["diffusion_6_seed0_ancestral.png", "diffusion_6_seed0_low_confidence.png",
+                               "ar_6_seed0_temperature_1.png", "ar_2orders_6_seed0_temperature_1.png"])
     by_name = {r["name"]: r for r in results}
-    assert set(by_name["diffusion_6"]["completion"]) == {"infill"}
-    assert set(by_name["ar_6"]["completion"]) == {"left_to_right"}
-    assert set(by_name["ar_2orders_6"]["completion"]) == {"left_to_right", "any_order"}
+    assert set(by_name["diffusion_6_seed0"]["completion"]) == {"infill_greedy", "infill_sampled"}
+    assert set(by_name["ar_6_seed0"]["completion"]) == {"left_to_right_greedy", "left_to_right_sampled"}
+    assert set(by_name["ar_2orders_6_seed0"]["completion"]) == {"left_to_right_greedy", "left_to_right_sampled",
+                                                                 "any_order_greedy", "any_order_sampled"}
     for r in results:
         assert r["steps"] == 4 and r["validation_loss"] < r["initial_validation_loss"]
         # held-out rule 20 reported on its own; 3 fresh samples per rule
@@ -85,6 +87,7 @@ def test_study_metrics_agree_with_the_checker_on_the_saved_samples(study):
             assert len(generated) == 5
             by_hand = consistency(generated)
             assert {k: metrics[k] for k in by_hand} == pytest.approx(by_hand)
+            assert metrics["c3_novel"] == pytest.approx(consistency_report(generated, train)["c3_novel"], nan_ok=True)
             assert metrics["memorization"] == pytest.approx(memorization_rates(generated, train))
         rule_ids = np.load(run_dir / "completion_test_rules.npy")
         test = np.load(run_dir / "completion_test.npy")
@@ -96,6 +99,9 @@ def test_study_metrics_agree_with_the_checker_on_the_saved_samples(study):
             correct = completion_correct(completed)
             assert accuracy["trained"] == pytest.approx(correct[rule_ids == 0].mean())
             assert accuracy["heldout"] == pytest.approx(correct[rule_ids == 20].mean())
+            assert accuracy["per_rule"] == {0: pytest.approx(correct[rule_ids == 0].mean()),
+                                            20: pytest.approx(correct[rule_ids == 20].mean())}
+            assert accuracy["empty_panels"] == pytest.approx((completed[:, 2, 2] == -1).all(axis=(1, 2)).mean())
 
 
 def test_study_resumes_without_retraining_finished_models(study, monkeypatch):
@@ -105,10 +111,10 @@ def test_study_resumes_without_retraining_finished_models(study, monkeypatch):
         raise AssertionError("a finished model was trained again")
 
     monkeypatch.setattr(driver, "train", no_training)
-    weights = out / "runs" / "ar_6" / "model.safetensors"
+    weights = out / "runs" / "ar_6_seed0" / "model.safetensors"
     before = weights.stat().st_mtime_ns
     # A run whose evaluation was interrupted: the model is kept and evaluated again, to the same numbers.
-    (out / "runs" / "ar_6" / "results.json").unlink()
+    (out / "runs" / "ar_6_seed0" / "results.json").unlink()
     again = driver.main([str(config_path)])
     assert weights.stat().st_mtime_ns == before
     same = lambda runs: json.dumps([{k: v for k, v in r.items() if k != "wall_seconds"} for r in runs],  # noqa: E731
@@ -119,11 +125,11 @@ def test_study_resumes_without_retraining_finished_models(study, monkeypatch):
 
 def test_study_resumes_half_trained_run_from_its_last_checkpoint(study, monkeypatch):
     driver, config_path, out, _ = study
-    run_dir = out / "runs" / "diffusion_6"
+    run_dir = out / "runs" / "diffusion_6_seed0"
     interrupt_after_first_checkpoint(run_dir, ("results.json", "eval_results.json", "all_results.json"))
     config = StudyConfig(**yaml.safe_load(config_path.read_text()))
     assert driver.train_command(config, run_dir)[-2:] == ["--resume_from_checkpoint", str(run_dir / "checkpoint-2")]
-    resumed = {r["name"]: r for r in driver.main([str(config_path), "--runs", "diffusion_6"])}["diffusion_6"]
+    resumed = {r["name"]: r for r in driver.main([str(config_path), "--runs", "diffusion_6_seed0"])}["diffusion_6_seed0"]
     assert resumed["steps"] == 4
     steps_logged = [h["step"] for h in resumed["log_history"] if "loss" in h]
     assert steps_logged == [1, 2, 3, 4]  # steps 1-2 come from the checkpoint's state, not from a retrain
@@ -136,6 +142,8 @@ def test_study_resumes_half_trained_run_from_its_last_checkpoint(study, monkeypa
     ({"rules": [0], "heldout_rules": [0]}, "nothing is left to train on"),
     ({"rules": [0, 41]}, "do not exist"),
     ({"unconditional_samples": 0}, "must be at least 1"),
+    ({"seeds": []}, "non-empty list of distinct integers"),
+    ({"seeds": [1, 1]}, "non-empty list of distinct integers"),
 ])
 def test_study_config_rejects_bad_input(override, message):
     with pytest.raises(ValueError, match=message):
@@ -157,3 +165,26 @@ def test_study_driver_reads_overrides_without_a_config():
     config, runs = driver.parse_config(["--output_dir", "elsewhere", "--runs", "ar_400"])
     assert config.output_dir == "elsewhere" and runs == ["ar_400"]
     assert config.rules == [0, 10, 20]  # the default config, recipes/rules/cpu.yaml
+
+
+def test_a_seed_list_gives_one_run_per_seed_and_the_aggregate_equals_the_per_seed_figures():
+    config = StudyConfig(**{key: value for key, value in TINY_STUDY.items() if key != "accelerate_config"},
+                         seeds=[0, 7])
+    runs = config.runs()
+    assert [run["name"] for run in runs] == [f"{name}_seed{seed}" for seed in (0, 7) for name in
+                                             ("diffusion_6", "ar_6", "ar_2orders_6")]
+    assert [config.training_fields(run, Path("x"))["seed"] for run in runs] == [0, 0, 0, 7, 7, 7]
+    # Per-seed results as evaluate_run writes them (only the fields the aggregate reads).
+    per_seed = {0: (0.25, 0.5, 1.2), 7: (0.75, 0.0, 1.0)}
+    results = [{"name": f"diffusion_6_seed{seed}", "seed": seed, "samples_per_rule": 6, "validation_loss": loss,
+                "unconditional": {"ancestral": {"anyvalid": 0.5, "c3": c3, "c3_novel": c3, "c2": 0.0,
+                                                "invalid_token_rate": 0.0}},
+                "completion": {"infill": {"all": completion, "trained": completion, "heldout": None}}}
+               for seed, (c3, completion, loss) in per_seed.items()]
+    rows = {(row["variant"], row["metric"]): row for row in aggregate_seeds(results)}
+    c3 = rows[("ancestral", "c3")]
+    assert (c3["model"], c3["seeds"], c3["values"]) == ("diffusion", [0, 7], [0.25, 0.75])
+    assert c3["mean"] == pytest.approx(0.5) and c3["std"] == pytest.approx(np.std([0.25, 0.75], ddof=1))
+    assert rows[("infill", "completion_all")]["values"] == [0.5, 0.0]
+    assert rows[("validation", "loss")]["mean"] == pytest.approx(1.1)
+    assert rows[("infill", "completion_heldout")]["mean"] is None  # no held-out rule: no figure, not a zero

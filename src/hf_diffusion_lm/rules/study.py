@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from ..families import FAMILIES, is_diffusion_model
+from ..stats import wilson_interval
 from .baselines import copy_middle_completion, random_panel_completion, shuffled_panel_samples
 from .checker import completion_correct, consistency
 from . import generator
 from .generator import fresh_samples, generate_samples, sample_keys
 from .instances import HELDOUT_RULES, NUM_RULES
 from .memorization import memorization_rates
-from .model_metrics import complete_last_panels, sample_unconditionally
+from .model_metrics import complete_last_panels, consistency_report, sample_unconditionally
 from .render import render_samples
 
 MODEL_CLASSES = tuple(FAMILIES)
@@ -68,11 +69,14 @@ class StudyConfig:
     generation_batch_size: int = 250
     pictures_per_sampler: int = 6
     keep_checkpoints: bool = False  # the final model is always kept; intermediate checkpoints go once evaluated
-    seed: int = 0
+    seeds: list[int] = field(default_factory=lambda: [0])  # one run per seed: data, initialisation and sampling
 
     def __post_init__(self):
         if not self.samples_per_rule or any(int(n) < 1 for n in self.samples_per_rule):
             raise ValueError(f"samples_per_rule={self.samples_per_rule} must be a non-empty list of positive counts.")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or any(
+                isinstance(seed, bool) or not isinstance(seed, int) for seed in self.seeds):
+            raise ValueError(f"seeds={self.seeds!r} must be a non-empty list of distinct integers.")
         if not self.models:
             raise ValueError("models is empty: name at least one model, e.g. {diffusion: {model: masked_diffusion}}.")
         for name, spec in self.models.items():
@@ -84,7 +88,7 @@ class StudyConfig:
         reserved = {"dataset", "rules", "heldout_rules", "samples_per_rule", "seed", "output_dir"} & set(self.training)
         if reserved:
             raise ValueError(f"training sets {sorted(reserved)}, which the study sets per run; use the study's own "
-                             "fields (rules, heldout_rules, samples_per_rule, seed, output_dir) instead.")
+                             "fields (rules, heldout_rules, samples_per_rule, seeds, output_dir) instead.")
         trained, heldout = self.trained_rules(), self.heldout()
         unknown = [r for r in trained + heldout if not 0 <= r < NUM_RULES]
         if unknown:
@@ -102,41 +106,45 @@ class StudyConfig:
         return [r for r in rules if r not in self.heldout()]
 
     def runs(self) -> list[dict]:
-        """[{name, samples_per_rule, model fields...}] in the order they are trained."""
-        return [{"name": f"{name}_{n}", "samples_per_rule": int(n), **spec}
-                for n in self.samples_per_rule for name, spec in self.models.items()]
+        """[{name, samples_per_rule, seed, model fields...}] in the order they are trained: seed by seed, so the first
+        seed's runs are complete before the next seed starts."""
+        return [{"name": f"{name}_{n}_seed{seed}", "samples_per_rule": int(n), "seed": int(seed), **spec}
+                for seed in self.seeds for n in self.samples_per_rule for name, spec in self.models.items()]
 
     def training_fields(self, run: dict, run_dir: Path) -> dict:
         """The `recipes/train.py` config of one run."""
         return {
             "rule_scheme": "attribute", "report_to": "none", **self.training,
-            **{k: v for k, v in run.items() if k not in ("name", "samples_per_rule")},
+            **model_fields(run),
             "dataset": "rules", "rules": self.trained_rules() + self.heldout(), "heldout_rules": self.heldout(),
-            "samples_per_rule": run["samples_per_rule"], "seed": self.seed, "output_dir": str(run_dir),
+            "samples_per_rule": run["samples_per_rule"], "seed": run["seed"], "output_dir": str(run_dir),
             "rule_metric_samples": 0,  # the study measures its own, larger, set
         }
 
 
-def training_samples(config: StudyConfig, samples_per_rule: int) -> np.ndarray:
+def model_fields(run: dict) -> dict:
+    return {key: value for key, value in run.items() if key not in ("name", "samples_per_rule", "seed")}
+
+
+def training_samples(config: StudyConfig, samples_per_rule: int, seed: int) -> np.ndarray:
     """The training samples of a run, drawn exactly as the training data pipeline draws them."""
-    return np.concatenate([generator.training_samples(r, samples_per_rule, config.seed)
-                           for r in config.trained_rules()])
+    return np.concatenate([generator.training_samples(r, samples_per_rule, seed) for r in config.trained_rules()])
 
 
-def completion_set(config: StudyConfig, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def completion_set(config: StudyConfig, train: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Fresh samples of every study rule (none in the training set, independent of the validation draw), rule ids."""
     rules = config.trained_rules() + config.heldout()
     seen = set(sample_keys(train).tolist())
     n = config.completion_samples_per_rule
-    samples = np.concatenate([fresh_samples(r, n, config.seed + 1, seen) for r in rules])
+    samples = np.concatenate([fresh_samples(r, n, seed + 1, seen) for r in rules])
     return samples, np.repeat(rules, n)
 
 
-def control_set(config: StudyConfig, n: int) -> np.ndarray:
+def control_set(config: StudyConfig, n: int, seed: int) -> np.ndarray:
     """n fresh samples spread over the trained rules: what memorization rates look like for unseen data."""
     rules = config.trained_rules()
     counts = np.bincount(np.arange(n) % len(rules), minlength=len(rules))
-    return np.concatenate([generate_samples(r, int(c), np.random.default_rng([config.seed + 2, r, 0]))
+    return np.concatenate([generate_samples(r, int(c), np.random.default_rng([seed + 2, r, 0]))
                            for r, c in zip(rules, counts) if c])
 
 
@@ -147,51 +155,64 @@ def unconditional_samplers(model, config: StudyConfig) -> dict[str, dict]:
     return {name: {**steps, **kwargs} for name, kwargs in config.diffusion_samplers.items()}
 
 
-def completion_methods(model) -> dict[str, bool]:
-    """{method name: infill?}: diffusion infills; causal models continue left to right, and infill in any order too
-    when they were trained with target-position conditioning."""
+def completion_methods(model) -> dict[str, dict]:
+    """{method name: {"infill": bool, "sample": bool}}: each way of completing a panel is run greedy and sampled.
+    Diffusion infills; causal models continue left to right, and infill in any order too when they were trained with
+    target-position conditioning."""
     if is_diffusion_model(model):
-        return {"infill": True}
-    methods = {"left_to_right": False}
-    if getattr(model.config, "order_conditioning", "none") == "target":
-        methods["any_order"] = True
-    return methods
+        ways = {"infill": True}
+    else:
+        ways = {"left_to_right": False}
+        if getattr(model.config, "order_conditioning", "none") == "target":
+            ways["any_order"] = True
+    return {f"{way}_{decoding}": {"infill": infill, "sample": decoding == "sampled"}
+            for way, infill in ways.items() for decoding in ("greedy", "sampled")}
 
 
-def split_accuracy(correct: np.ndarray, rule_ids: np.ndarray, heldout: list[int]) -> dict[str, float]:
+def split_accuracy(correct: np.ndarray, rule_ids: np.ndarray, heldout: list[int]) -> dict:
+    """Accuracy over all, trained and held-out rules (None without such rules), each rule's own, and the 95% Wilson
+    interval of the overall rate."""
     is_heldout = np.isin(rule_ids, heldout)
     part = lambda mask: float(correct[mask].mean()) if mask.any() else None  # noqa: E731
-    return {"all": float(correct.mean()), "trained": part(~is_heldout), "heldout": part(is_heldout)}
+    low, high = wilson_interval(int(correct.sum()), len(correct))
+    return {"all": float(correct.mean()), "all_low": low, "all_high": high, "trained": part(~is_heldout),
+            "heldout": part(is_heldout), "per_rule": {int(r): part(rule_ids == r) for r in np.unique(rule_ids)}}
 
 
 def evaluate_run(model, tokenizer, config: StudyConfig, run: dict, run_dir: Path) -> dict:
     """Measure one trained run; saves the generated and completed samples (`.npy`) and pictures into run_dir."""
     model.eval()
-    train = training_samples(config, run["samples_per_rule"])
-    test, test_rules = completion_set(config, train)
-    control = control_set(config, config.unconditional_samples)
+    seed = run["seed"]
+    train = training_samples(config, run["samples_per_rule"], seed)
+    test, test_rules = completion_set(config, train, seed)
+    control = control_set(config, config.unconditional_samples, seed)
     batch = config.generation_batch_size
     unconditional = {}
     for name, kwargs in unconditional_samplers(model, config).items():
-        generated = sample_unconditionally(model, tokenizer, config.unconditional_samples, batch, config.seed,
-                                           **kwargs)
+        generated = sample_unconditionally(model, tokenizer, config.unconditional_samples, batch, seed, **kwargs)
         np.save(run_dir / f"unconditional_{name}.npy", generated)
         render_samples(generated[: config.pictures_per_sampler], run_dir / f"unconditional_{name}.png")
-        unconditional[name] = {**consistency(generated), "settings": kwargs,
+        unconditional[name] = {**consistency_report(generated, train), "settings": kwargs,
                                "memorization": memorization_rates(generated, train)}
     completion = {}
-    for name, infill in completion_methods(model).items():
-        kwargs = {"mask_token_id": tokenizer.mask_token_id, "seed": config.seed} if infill and not is_diffusion_model(model) else {}
-        completed = complete_last_panels(model, tokenizer, test, batch, infill=infill, **kwargs)
+    for name, method in completion_methods(model).items():
+        kwargs = {"mask_token_id": tokenizer.mask_token_id, "seed": seed} \
+            if method["infill"] and not is_diffusion_model(model) else {}
+        if method["sample"]:
+            kwargs |= {"do_sample": True, **({"seed": seed} if is_diffusion_model(model) else {})}
+            if not is_diffusion_model(model):
+                import torch
+
+                torch.manual_seed(seed)
+        completed = complete_last_panels(model, tokenizer, test, batch, infill=method["infill"], **kwargs)
         np.save(run_dir / f"completion_{name}.npy", completed)
-        completion[name] = split_accuracy(completion_correct(completed), test_rules, config.heldout())
+        completion[name] = {**split_accuracy(completion_correct(completed), test_rules, config.heldout()),
+                            "empty_panels": float((completed[:, 2, 2] == -1).all(axis=(-1, -2)).mean())}
     heldout = config.heldout()
     chance = {
         "completion_copy_middle": split_accuracy(copy_middle_completion(test), test_rules, heldout),
-        "completion_random_panel": split_accuracy(random_panel_completion(test, train, config.seed), test_rules,
-                                                  heldout),
-        "unconditional_shuffled_panels": consistency(
-            shuffled_panel_samples(train, config.unconditional_samples, config.seed)),
+        "completion_random_panel": split_accuracy(random_panel_completion(test, train, seed), test_rules, heldout),
+        "unconditional_shuffled_panels": consistency(shuffled_panel_samples(train, config.unconditional_samples, seed)),
         "memorization_control": memorization_rates(control, train),
     }
     np.save(run_dir / "completion_test.npy", test)
@@ -199,7 +220,7 @@ def evaluate_run(model, tokenizer, config: StudyConfig, run: dict, run_dir: Path
     metrics = json.loads((run_dir / "all_results.json").read_text()) if (run_dir / "all_results.json").exists() else {}
     state = json.loads((run_dir / "trainer_state.json").read_text())
     return {
-        "name": run["name"], "model": {k: v for k, v in run.items() if k not in ("name", "samples_per_rule")},
+        "name": run["name"], "model": model_fields(run), "seed": seed,
         "samples_per_rule": run["samples_per_rule"], "num_parameters": model.num_parameters(),
         "validation_loss": metrics.get("eval_loss"), "initial_validation_loss": metrics.get("initial_loss"),
         "steps": state["global_step"], "epochs": state.get("epoch"),
@@ -224,36 +245,78 @@ def _fmt(value) -> str:
 
 def results_table(results: list[dict]) -> str:
     """The study's results as Markdown: unconditional samples, panel completion, chance baselines."""
+    interval = lambda m, name: (f"{_fmt(m.get(name))} [{_fmt(m.get(name + '_low'))}, "  # noqa: E731
+                                f"{_fmt(m.get(name + '_high'))}]")
     lines = ["## Unconditional samples", "",
-             "| run | params | val loss | sampler | AnyValid | C3 | C2 | memorized samples | rows | panels |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "Rates with 95% Wilson intervals; C3 novel: over the samples not in the training set (their count in "
+             "brackets); invalid: the share of attribute values that mean nothing in their slot.", "",
+             "| run | params | val loss | sampler | AnyValid | C3 | C3 novel (n) | C2 | invalid | memorized samples | "
+             "rows | panels |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         for sampler, m in r["unconditional"].items():
             mem = m["memorization"]
             lines.append(f"| {r['name']} | {r['num_parameters']:,} | {_fmt(r['validation_loss'])} | {sampler} | "
-                         f"{_fmt(m['anyvalid'])} | {_fmt(m['c3'])} | {_fmt(m['c2'])} | {_fmt(mem['sample'])} | "
-                         f"{_fmt(mem['row'])} | {_fmt(mem['panel'])} |")
-    for r in {r["samples_per_rule"]: r for r in results}.values():
+                         f"{interval(m, 'anyvalid')} | {interval(m, 'c3')} | {interval(m, 'c3_novel')} "
+                         f"({m.get('c3_novel_trials', '-')}) | {interval(m, 'c2')} | {_fmt(m.get('invalid_token_rate'))} "
+                         f"| {_fmt(mem['sample'])} | {_fmt(mem['row'])} | {_fmt(mem['panel'])} |")
+    for r in {(r["samples_per_rule"], r["seed"]): r for r in results}.values():
         c, mem = r["chance"]["unconditional_shuffled_panels"], r["chance"]["memorization_control"]
-        lines.append(f"| chance ({r['samples_per_rule']}/rule): shuffled panels; fresh control set | | | | "
-                     f"{_fmt(c['anyvalid'])} | {_fmt(c['c3'])} | {_fmt(c['c2'])} | {_fmt(mem['sample'])} | "
-                     f"{_fmt(mem['row'])} | {_fmt(mem['panel'])} |")
+        lines.append(f"| chance ({r['samples_per_rule']}/rule, seed {r['seed']}): shuffled panels; fresh control set "
+                     f"| | | | {_fmt(c['anyvalid'])} | {_fmt(c['c3'])} | {_fmt(c['c3'])} | {_fmt(c['c2'])} | - | "
+                     f"{_fmt(mem['sample'])} | {_fmt(mem['row'])} | {_fmt(mem['panel'])} |")
     lines += ["", "## Panel completion (bottom-right panel of fresh samples)", "",
-              "| run | method | all | trained rules | held-out rules |", "|---|---|---|---|---|"]
+              "Accuracy with its 95% Wilson interval; empty: completed panels with no object at all.", "",
+              "| run | method | all | trained rules | held-out rules | empty | per rule |", "|---|---|---|---|---|---|---|"]
     for r in results:
         for method, acc in r["completion"].items():
-            lines.append(f"| {r['name']} | {method} | {_fmt(acc['all'])} | {_fmt(acc['trained'])} | "
-                         f"{_fmt(acc['heldout'])} |")
-    for r in {r["samples_per_rule"]: r for r in results}.values():
+            per_rule = ", ".join(f"{rule}: {_fmt(value)}" for rule, value in acc.get("per_rule", {}).items())
+            lines.append(f"| {r['name']} | {method} | {interval(acc, 'all')} | {_fmt(acc['trained'])} | "
+                         f"{_fmt(acc['heldout'])} | {_fmt(acc.get('empty_panels'))} | {per_rule} |")
+    for r in {(r["samples_per_rule"], r["seed"]): r for r in results}.values():
         for name in ("completion_copy_middle", "completion_random_panel"):
             acc = r["chance"][name]
-            lines.append(f"| chance ({r['samples_per_rule']}/rule) | {name.removeprefix('completion_')} | "
-                         f"{_fmt(acc['all'])} | {_fmt(acc['trained'])} | {_fmt(acc['heldout'])} |")
+            lines.append(f"| chance ({r['samples_per_rule']}/rule, seed {r['seed']}) | {name.removeprefix('completion_')} "
+                         f"| {_fmt(acc['all'])} | {_fmt(acc['trained'])} | {_fmt(acc['heldout'])} | | |")
+    lines += ["", "## Over seeds", "", "Mean ± sample standard deviation over the seeds, with the per-seed values.", "",
+              "| model | samples/rule | sampler or method | metric | seeds | mean ± std | per seed |",
+              "|---|---|---|---|---|---|---|"]
+    for row in aggregate_seeds(results):
+        spread = "" if row["std"] is None else f" ± {row['std']:.3f}"
+        lines.append(f"| {row['model']} | {row['samples_per_rule']} | {row['variant']} | {row['metric']} | "
+                     f"{len(row['values'])} | {_fmt(row['mean'])}{spread} | "
+                     f"{', '.join(f'{value:.3f}' for value in row['values'])} |")
     return "\n".join(lines) + "\n"
 
 
 def _model_name(result: dict) -> str:
-    return result["name"].removesuffix(f"_{result['samples_per_rule']}")
+    return result["name"].removesuffix(f"_{result['samples_per_rule']}_seed{result['seed']}")
+
+
+def aggregate_seeds(results: list[dict]) -> list[dict]:
+    """One row per (model, samples per rule, sampler or completion method, metric) over the seeds: the per-seed values
+    in seed order, their mean and sample standard deviation (None with one seed), min and max."""
+    groups = {}
+    for r in results:
+        figures = {("validation", "loss"): r["validation_loss"]}
+        for sampler, m in r["unconditional"].items():
+            for metric in ("anyvalid", "c3", "c3_novel", "c2", "invalid_token_rate"):
+                figures[(sampler, metric)] = m.get(metric)
+        for method, accuracy in r["completion"].items():
+            for part in ("all", "trained", "heldout"):
+                figures[(method, f"completion_{part}")] = accuracy[part]
+        for (variant, metric), value in figures.items():
+            key = (_model_name(r), r["samples_per_rule"], variant, metric)
+            groups.setdefault(key, []).append((r["seed"], value))
+    rows = []
+    for (model, samples_per_rule, variant, metric), pairs in groups.items():
+        values = [value for _, value in sorted(pairs) if value is not None and not np.isnan(value)]
+        rows.append({"model": model, "samples_per_rule": samples_per_rule, "variant": variant, "metric": metric,
+                     "seeds": [seed for seed, _ in sorted(pairs)], "values": values,
+                     "mean": float(np.mean(values)) if values else None,
+                     "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                     "min": min(values) if values else None, "max": max(values) if values else None})
+    return rows
 
 
 def plot_study(results: list[dict], output_dir: Path) -> list[Path]:
@@ -296,10 +359,11 @@ def plot_study(results: list[dict], output_dir: Path) -> list[Path]:
 
 
 def write_study_report(results: list[dict], output_dir: Path) -> dict[str, Path]:
-    """results.json, results.md, the plots, and samples/<run>_<sampler>.png into output_dir."""
+    """results.json, over_seeds.json, results.md, the plots, and samples/<run>_<sampler>.png into output_dir."""
     output_dir = Path(output_dir)
     (output_dir / "samples").mkdir(parents=True, exist_ok=True)
     write_json(output_dir / RESULTS_FILE, [{k: v for k, v in r.items() if k != "log_history"} for r in results])
+    write_json(output_dir / "over_seeds.json", aggregate_seeds(results))
     (output_dir / "results.md").write_text(results_table(results))
     plot_study(results, output_dir)
     for r in results:

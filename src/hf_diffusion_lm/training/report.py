@@ -56,11 +56,13 @@ def compare_with_chance(metrics: dict[str, float]) -> list[dict]:
         ("unconditional AnyValid (rows)", metrics["unconditional_anyvalid"], 3 * n_samples,
          metrics["unconditional_chance_anyvalid"], None),
         ("unconditional C3", metrics["unconditional_c3"], n_samples, metrics["unconditional_chance_c3"], None),
+        ("unconditional C3 of novel samples", metrics["unconditional_c3_novel"],
+         round(metrics["unconditional_novel"] * n_samples), metrics["unconditional_chance_c3"], None),
         ("unconditional C2", metrics["unconditional_c2"], n_samples, metrics["unconditional_chance_c2"], None),
     ]
     rows = []
     for name, rate, trials, chance, chance_text in figures:
-        low, high = wilson_interval(round(rate * trials), trials)
+        low, high = wilson_interval(round(rate * trials) if trials else 0, trials)
         rows.append(dict(name=name, rate=rate, low=low, high=high, trials=trials, chance=chance,
                          chance_text=chance_text or f"{chance:.3f} (rows of panels from different training samples)",
                          beats_chance=low > chance))
