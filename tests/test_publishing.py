@@ -84,7 +84,7 @@ def test_the_card_carries_the_runs_own_numbers(runs, family):
     assert table["Epochs over the unique data"] == f"{state['epoch']:.4g}"
     assert table["Training FLOPs (6 N D)"] == f"{state['total_flos']:.4g}"
     assert table["Tokens seen"] == f"{state['num_input_tokens_seen']:,}"
-    assert f"Validation loss: {evaluation['eval_loss']:.4f} nats/token" in card.text
+    assert f"Validation loss of these weights: {evaluation['eval_loss']:.4f} nats/token" in card.text
     [loss] = [result for result in card.data.eval_results if result.metric_type == "loss"]
     assert loss.metric_value == round(evaluation["eval_loss"], 6)
     assert ("upper bound" in loss.metric_name) == (family == "diffusion")

@@ -204,8 +204,14 @@ def _validation_text(record: RunRecord) -> str:
     error_text = f" +/- {error:.4f} (Monte Carlo standard error)" if error else ""
     before = evaluation.get("initial_loss")
     before_text = f", from {before:.4f} before training" if before is not None else ""
-    return (f"Validation loss: {evaluation['eval_loss']:.4f} nats/token{error_text}{before_text} "
+    text = (f"Validation loss of these weights: {evaluation['eval_loss']:.4f} nats/token{error_text}{before_text} "
             f"({evaluation['eval_loss'] / math.log(2):.4f} bits/token): {record.family.validation_loss}.")
+    curve = [entry for entry in record.state.get("log_history", []) if "eval_loss" in entry]
+    if len(curve) > 1:
+        best = min(curve, key=lambda entry: entry["eval_loss"])
+        text += (f" Lowest validation loss during training: {best['eval_loss']:.4f} at step {best['step']} (epoch "
+                 f"{best.get('epoch', float('nan')):.3g}), over {len(curve)} validations.")
+    return text
 
 
 def _evaluation_text(record: RunRecord) -> str:
@@ -215,9 +221,10 @@ def _evaluation_text(record: RunRecord) -> str:
     from .evaluation.harness import results_table
 
     settings = record.lm_eval.get("config", {})
+    meaning = ("log-likelihoods are ELBO estimates, lower bounds in expectation, so perplexities are upper bounds"
+               if record.family.is_diffusion else "log-likelihoods are exact")
     return (f"lm-evaluation-harness (`{record.lm_eval_file.name}`, {settings.get('limit') or 'all'} documents per "
-            f"task; diffusion log-likelihoods are ELBO estimates, lower bounds in expectation):\n\n"
-            + results_table(record.lm_eval))
+            f"task; {meaning}):\n\n" + results_table(record.lm_eval))
 
 
 def _pictures_text(record: RunRecord) -> str:
