@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     config, print_commands = parse_config(sys.argv[1:] if argv is None else argv)
     output_dir = Path(config.output_dir)
     runs = config.runs()
-    unique_tokens = check_runs(config, train_parser())  # a bad grid fails here, before any run folder exists
+    data = check_runs(config, train_parser())  # a bad grid fails here, before any run folder exists
     rows, started = [], time.perf_counter()
     for i, run in enumerate(runs, 1):
         run_dir = output_dir / "runs" / run["name"]
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"[sweep] {i}/{len(runs)} {run['name']}: training{resuming}", flush=True)
             run_started = time.perf_counter()
             train(command)
-            row = collect_run(run, run_dir, unique_tokens[run["name"]])
+            row = collect_run(run, run_dir, data[run["name"]]["unique_tokens"])
             row["wall_seconds"] = round(time.perf_counter() - run_started, 1)
             write_json(run_dir / RESULT_FILE, {k: v for k, v in row.items() if k != "curve"})
             if not config.keep_checkpoints:
@@ -97,9 +97,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"# {run['name']}: finished, skipped", file=sys.stderr)
             continue
         else:
-            row = collect_run(run, run_dir, unique_tokens[run["name"]])
+            row = collect_run(run, run_dir, data[run["name"]]["unique_tokens"])
             recorded = run_dir / RESULT_FILE
             row["wall_seconds"] = json.loads(recorded.read_text()).get("wall_seconds") if recorded.exists() else None
+        row |= {key: data[run["name"]][key] for key in ("chance_uniform", "chance_unigram")}
         status = "finished, kept" if finished else f"trained in {row['wall_seconds']:.0f} s"
         print(f"[sweep] {i}/{len(runs)} {run['name']}: {status}; best validation loss {row['best_loss']:.4f} at "
               f"epoch {row['best_epochs']:.2f}, final {row['final_loss']:.4f} "

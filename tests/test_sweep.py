@@ -4,6 +4,7 @@ per run), and the report's fitting path on synthetic runs drawn from known laws.
 import csv
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,20 @@ def test_sweep_table_equals_the_runs_own_logs(sweep):
         vocab = json.loads((run_dir / "config.json").read_text())["vocab_size"]
         assert row["parameters"] == 4 * 32**2 + 3 * 32 * 64 + 6 * 32 + vocab * 32
         assert row["flops"] == 6 * row["parameters"] * row["tokens_seen"]
+        assert row["chance_uniform"] == pytest.approx(math.log(vocab)) and row["chance_unigram"] < row["chance_uniform"]
+    assert f"unigram {runs[RUNS[0]]['chance_unigram']:.3f}" in (out / "results.md").read_text()
+
+
+def test_chance_baselines_are_a_hand_count():
+    from datasets import Dataset, DatasetDict
+
+    from hf_diffusion_lm.training.data import chance_baselines
+
+    data = DatasetDict(train=Dataset.from_dict({"labels": [[1, 1, 2, -100]]}),
+                       validation=Dataset.from_dict({"labels": [[1, -100, 3]]}))
+    # counts (0, 2, 1, 0) + 1 over 3 + 4: p(1) = 3/7, p(3) = 1/7
+    assert chance_baselines(data, 4) == pytest.approx({"uniform": math.log(4),
+                                                       "unigram": -(math.log(3 / 7) + math.log(1 / 7)) / 2})
 
 
 def test_sweep_skips_finished_runs(sweep, monkeypatch, capsys):

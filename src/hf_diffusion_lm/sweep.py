@@ -57,7 +57,8 @@ CRITICAL_NOTE = (
 )
 TABLE_COLUMNS = ("name", "family", "model", "size", "budget", "target_epochs", "parameters", "unique_tokens", "steps",
                  "tokens_seen", "epochs", "best_loss", "best_loss_standard_error", "best_step", "best_epochs",
-                 "final_loss", "final_loss_standard_error", "initial_loss", "flops", "flops_at_best", "wall_seconds")
+                 "final_loss", "final_loss_standard_error", "initial_loss", "flops", "flops_at_best", "wall_seconds",
+                 "chance_uniform", "chance_unigram")
 
 
 @dataclass
@@ -158,11 +159,12 @@ class SweepConfig:
         }
 
 
-def check_runs(config: SweepConfig, parse_config) -> dict[str, int]:
+def check_runs(config: SweepConfig, parse_config) -> dict[str, dict]:
     """Parse every run's `recipes/train.py` config with `parse_config` (train.py's) and build each distinct data
     setting once, so that an unknown field or a budget the data cannot honour fails before any training.
-    Returns {run name: U}."""
+    Returns {run name: {"unique_tokens": U, "chance_uniform": ..., "chance_unigram": ...}} (`chance_baselines`)."""
     from .training import LMTrainingConfig, build_datasets
+    from .training.data import chance_baselines
     from transformers import TrainingArguments
 
     data_fields = [f.name for f in fields(LMTrainingConfig) if f.name not in
@@ -181,10 +183,13 @@ def check_runs(config: SweepConfig, parse_config) -> dict[str, int]:
         setting = json.dumps({key: getattr(training, key) for key in data_fields}, sort_keys=True, default=str)
         if setting not in by_setting:
             try:
-                by_setting[setting] = build_datasets(training)[2]
+                tokenizer, datasets, unique_tokens = build_datasets(training)
             except ValueError as error:
                 raise ValueError(f"budgets[{run['budget']!r}] = {config.budgets[run['budget']]} (run {run['name']}): "
                                  f"{error}") from None
+            chance = chance_baselines(datasets, len(tokenizer))
+            by_setting[setting] = {"unique_tokens": unique_tokens, "chance_uniform": chance["uniform"],
+                                   "chance_unigram": chance["unigram"]}
         unique[run["name"]] = by_setting[setting]
     return unique
 
@@ -322,7 +327,11 @@ def markdown_report(rows: list[dict], fits: dict[str, dict], critical: list[dict
                      f"{_loss(r['best_loss'], r['best_loss_standard_error'])} | {r['best_epochs']:.2f} | "
                      f"{_loss(r['final_loss'], r['final_loss_standard_error'])} | {r['flops']:.3g} | "
                      f"{_fmt(r.get('wall_seconds'), '.0f')} |")
-    lines += ["", TABLE_NOTE, "", "## Data-constrained law per family", "", FIT_NOTE, "",
+    lines += ["", "Chance baselines (validation NLL of models that only count tokens: uniform over the vocabulary; a "
+              "unigram model fitted to the U training tokens, add-one smoothed): "
+              + "; ".join(f"{budget}: uniform {r['chance_uniform']:.3f}, unigram {r['chance_unigram']:.3f}"
+                          for budget, r in {r["budget"]: r for r in rows if "chance_unigram" in r}.items()) + ".",
+              "", TABLE_NOTE, "", "## Data-constrained law per family", "", FIT_NOTE, "",
               "| family | points (single-epoch) | A | B | E | alpha | beta | R_D* | R_N* | R² | note |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, fit in fits.items():

@@ -251,6 +251,19 @@ def build_rule_datasets(
     })
 
 
+def chance_baselines(datasets, vocab_size: int) -> dict[str, float]:
+    """Validation NLL (nats per scored token) of two models that learn nothing beyond counting: uniform over the
+    vocabulary, and a unigram model fitted to the training tokens (add-one smoothed). A model that does not beat the
+    unigram figure has learned no more than token frequencies."""
+    def scored(split):
+        labels = np.asarray(datasets[split]["labels"])
+        return labels[labels != -100]
+
+    counts = np.bincount(scored("train"), minlength=vocab_size).astype(np.float64)
+    probabilities = (counts + 1) / (counts.sum() + vocab_size)
+    return {"uniform": float(np.log(vocab_size)), "unigram": float(-np.log(probabilities[scored("validation")]).mean())}
+
+
 def build_datasets(config) -> tuple[object, DatasetDict, int]:
     """The tokenizer, {"train", "validation"} and U (scored training tokens) for an `LMTrainingConfig`.
 
