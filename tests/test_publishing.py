@@ -2,8 +2,11 @@
 offline stand-in for the Hub (tests/hub_stand_in.py): publish -> reload without the package -> generate."""
 
 import json
+import os
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,6 +123,7 @@ def test_publish_reload_without_the_package_and_generate(runs, hub, tmp_path):
     """Both families: publish, then run each card's own no-package snippet in one fresh interpreter where
     hf_diffusion_lm cannot be imported, downloading through the stand-in; it generates what the local model does."""
     script = f"import sys\nsys.path.insert(0, {TESTS!r})\nimport hub_stand_in\nhub_stand_in.install({str(tmp_path / 'hub')!r})\n"
+    package_script = script
     expected = []
     for family in ("diffusion", "causal"):
         folder = runs[family]
@@ -134,6 +138,7 @@ def test_publish_reload_without_the_package_and_generate(runs, hub, tmp_path):
         assert f'from_pretrained("{repo_id}", trust_remote_code=True)' in without_package
         assert "import hf_diffusion_lm" in with_package
         script += without_package
+        package_script += with_package
         model = read_run(folder).family.auto_class.from_pretrained(folder).eval()
         prompt = torch.tensor([json.loads((folder / "run_info.json").read_text())["usage_prompt_ids"]])
         with torch.no_grad():
@@ -142,6 +147,12 @@ def test_publish_reload_without_the_package_and_generate(runs, hub, tmp_path):
     stdout = run_without_package(script, tmp_path, env={"HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "reader"),
                                                         "HF_ENDPOINT": hub_stand_in.ENDPOINT})
     assert stdout.strip().splitlines()[-2:] == expected
+    # The snippets for users with the package run too (and load the package's own classes).
+    result = subprocess.run([sys.executable, "-c", package_script], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "HF_HOME": str(tmp_path / "package_reader"), "OMP_NUM_THREADS": "1",
+                                 "HF_ENDPOINT": hub_stand_in.ENDPOINT, "HF_HUB_OFFLINE": "0"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-2:] == expected
 
 
 def test_publish_options_private_revision_pull_request_and_dry_run(runs, hub, tmp_path, capsys):
