@@ -299,7 +299,11 @@ def card_data(record: RunRecord, model_name: str) -> ModelCardData:
 
 
 def build_model_card(folder, repo_id: str | None = None) -> ModelCard:
-    record = read_run(folder)
+    return render_model_card(read_run(folder), repo_id)
+
+
+def render_model_card(record: RunRecord, repo_id: str | None = None) -> ModelCard:
+    folder = record.folder
     name = repo_id.split("/")[-1] if repo_id else Path(folder).resolve().name
     repo = repo_id or str(Path(folder))
     config = record.config
@@ -348,10 +352,10 @@ def check_card(card: ModelCard) -> None:
 def write_model_card(folder, repo_id: str | None = None) -> Path:
     """Write `<folder>/README.md` and `<folder>/.eval_results/lm_eval.yaml` from the run's files; returns the card."""
     folder = Path(folder)
-    card = build_model_card(folder, repo_id)
+    record = read_run(folder)
+    card = render_model_card(record, repo_id)
     check_card(card)
     card.save(folder / "README.md")
-    record = read_run(folder)
     entries = eval_result_entries(record)
     results_folder = folder / EVAL_RESULTS_FOLDER
     if entries:
@@ -409,13 +413,13 @@ def publish(folder, repo_id: str, *, private: bool = False, revision: str | None
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id or ""):
         raise ValueError(f"repo_id={repo_id!r} must be <user or organisation>/<name>.")
     folder = Path(folder)
-    files_to_upload(folder)  # refusals before anything is written
-    card = build_model_card(folder, repo_id)
+    listed = files_to_upload(folder)  # refusals before anything is written
+    record = read_run(folder)
+    card = render_model_card(record, repo_id)
     check_card(card)
-    if dry_run:
-        paths = sorted(set(files_to_upload(folder)) | {"README.md"} |
-                       {f"{EVAL_RESULTS_FOLDER}/lm_eval.yaml" for _ in eval_result_entries(read_run(folder))})
-        return paths, None
+    if dry_run:  # what write_model_card would add: the card, and the results file when there are results
+        added = {"README.md"} | ({f"{EVAL_RESULTS_FOLDER}/lm_eval.yaml"} if eval_result_entries(record) else set())
+        return sorted(set(listed) | added), None
     token = token or get_token()
     if not token:
         raise ValueError("No Hugging Face token: log in with `hf auth login` or set HF_TOKEN (a token with write "
@@ -436,5 +440,6 @@ def publish(folder, repo_id: str, *, private: bool = False, revision: str | None
     return paths, info
 
 
-__all__ = ["files_to_upload", "publish", "RunRecord", "build_model_card", "check_card", "eval_result_entries", "model_index_results", "read_run",
-           "read_eval_results_folder", "usage_snippet", "write_model_card"]
+__all__ = ["files_to_upload", "publish", "RunRecord", "build_model_card", "render_model_card", "check_card",
+           "eval_result_entries", "model_index_results", "read_run", "read_eval_results_folder", "usage_snippet",
+           "write_model_card"]

@@ -30,6 +30,11 @@ def invalid_token_rate(samples) -> float:
     return float((samples == INVALID).mean()) if samples.size else float("nan")
 
 
+def empty_panel_rate(samples) -> float:
+    """Fraction of samples `[N, 3, 3, 9, 3]` whose bottom-right panel holds no object at all."""
+    return float((np.asarray(samples)[:, 2, 2] == -1).all(axis=(-1, -2)).mean())
+
+
 def consistency_report(samples, train_samples) -> dict[str, float]:
     """Unconditional-sample figures with counts and 95% Wilson intervals: anyvalid (rows), c3 and c2 over all samples,
     c3 over the novel ones (whole samples not in `train_samples`), the novel fraction and the invalid-token rate."""
@@ -122,7 +127,7 @@ def rule_report(model, tokenizer, test_samples: np.ndarray, train_samples: np.nd
     unconditional = consistency_report(generated, train_samples)
     metrics = {
         "completion": float(completion_correct(completed).mean()),
-        "completion_empty_panels": float((completed[:, 2, 2] == -1).all(axis=(-1, -2)).mean()),
+        "completion_empty_panels": empty_panel_rate(completed),
         "completion_invalid_token_rate": invalid_token_rate(completed[:, 2, 2]),
         "completion_chance_copy_middle": float(copy_middle_completion(test_samples).mean()),
         "completion_chance_random_panel": float(random_panel_completion(test_samples, train_samples, seed).mean()),

@@ -26,7 +26,7 @@ from . import generator
 from .generator import fresh_samples, generate_samples, sample_keys
 from .instances import HELDOUT_RULES, NUM_RULES
 from .memorization import memorization_rates
-from .model_metrics import complete_last_panels, consistency_report, sample_unconditionally
+from .model_metrics import complete_last_panels, consistency_report, empty_panel_rate, sample_unconditionally
 from .render import render_samples
 
 MODEL_CLASSES = tuple(FAMILIES)
@@ -207,7 +207,7 @@ def evaluate_run(model, tokenizer, config: StudyConfig, run: dict, run_dir: Path
         completed = complete_last_panels(model, tokenizer, test, batch, infill=method["infill"], **kwargs)
         np.save(run_dir / f"completion_{name}.npy", completed)
         completion[name] = {**split_accuracy(completion_correct(completed), test_rules, config.heldout()),
-                            "empty_panels": float((completed[:, 2, 2] == -1).all(axis=(-1, -2)).mean())}
+                            "empty_panels": empty_panel_rate(completed)}
     heldout = config.heldout()
     chance = {
         "completion_copy_middle": split_accuracy(copy_middle_completion(test), test_rules, heldout),
