@@ -21,19 +21,22 @@ from pathlib import Path
 import yaml
 from hf_diffusion_lm.training import launch
 
-from hf_diffusion_lm.rules.study import RESULTS_FILE, StudyConfig, evaluate_run, write_json, write_study_report
+from hf_diffusion_lm.rules.study import (RESULTS_FILE, StudyConfig, curve, curve_point, evaluate_run, write_json,
+                                         write_study_report)
 
 DEFAULT_CONFIG = Path(__file__).parent / "rules" / "cpu.yaml"
 TRAIN_SCRIPT = Path(__file__).parent / "train.py"
 
 
-def parse_config(argv: list[str]) -> tuple[StudyConfig, list[str] | None]:
+def parse_config(argv: list[str]) -> tuple[StudyConfig, list[str] | None, bool]:
     """A YAML config (default recipes/rules/cpu.yaml), then `--field value` overrides (values read as YAML, so
     `--samples_per_rule [100,1000]` works); `--runs a b` restricts the study to some runs."""
     config_path = argv[0] if argv and argv[0].endswith((".yaml", ".yml")) else str(DEFAULT_CONFIG)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      usage="%(prog)s [config.yaml] [--field value ...] [--runs NAME ...]")
-    parser.add_argument("--runs", nargs="+", default=None, help="Only these runs (e.g. diffusion_400).")
+    parser.add_argument("--runs", nargs="+", default=None, help="Only these runs (e.g. diffusion_400_seed0).")
+    parser.add_argument("--train_only", action="store_true",
+                        help="Train the runs and stop; a later call without the flag measures them.")
     args, overrides = parser.parse_known_args(argv[1:] if argv and argv[0] == config_path else argv)
     values = yaml.safe_load(Path(config_path).read_text()) or {}
     if len(overrides) % 2 or not all(flag.startswith("--") for flag in overrides[::2]):
@@ -43,7 +46,7 @@ def parse_config(argv: list[str]) -> tuple[StudyConfig, list[str] | None]:
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ValueError(f"{config_path}: unknown study field(s) {unknown}; known fields: {sorted(known)}.")
-    return StudyConfig(**values), args.runs
+    return StudyConfig(**values), args.runs, args.train_only
 
 
 def train_command(config: StudyConfig, run_dir: Path) -> list[str]:
@@ -68,12 +71,21 @@ def evaluate(config: StudyConfig, run: dict, run_dir: Path) -> dict:
     model_class = FAMILIES[run["model"]].model_class
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True  # sampling thousands of sequences; TF32 is ample for that
-    model = model_class.from_pretrained(run_dir).to("cuda" if torch.cuda.is_available() else "cpu")
-    return evaluate_run(model, RuleTokenizer.from_pretrained(run_dir), config, run, run_dir)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tokenizer = RuleTokenizer.from_pretrained(run_dir)
+    result = evaluate_run(model_class.from_pretrained(run_dir).to(device), tokenizer, config, run, run_dir)
+    points = []
+    for step in config.curve_steps:
+        if step != result["steps"]:
+            print(f"[study] {run['name']}: curve point at step {step}", flush=True)
+            model = model_class.from_pretrained(run_dir / f"checkpoint-{step}").to(device)
+            points.append(curve_point(model, tokenizer, config, run, step))
+    result["curve"] = curve(result, points)
+    return result
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    config, only = parse_config(sys.argv[1:] if argv is None else argv)
+    config, only, train_only = parse_config(sys.argv[1:] if argv is None else argv)
     output_dir = Path(config.output_dir)
     runs = config.runs()
     unknown = sorted(set(only or ()) - {run["name"] for run in runs})
@@ -92,6 +104,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         started = time.perf_counter()
         if not (run_dir / "eval_results.json").exists():
             train(config, run, run_dir)
+        if train_only:
+            continue
         trained = time.perf_counter()
         result = evaluate(config, run, run_dir)
         result["wall_seconds"] = {"train": round(trained - started, 1), "evaluate": round(time.perf_counter() - trained, 1)}

@@ -28,6 +28,7 @@ TINY_STUDY = {
     "diffusion_samplers": {"ancestral": {"remasking": "random", "do_sample": True},
                            "low_confidence": {"remasking": "low_confidence", "do_sample": True}},
     "generation_batch_size": 8, "pictures_per_sampler": 2, "keep_checkpoints": True,
+    "curve_steps": [2], "curve_unconditional_samples": 4, "ranked_candidates": 2, "ranked_mc_samples": 2,
 }
 RUNS = ["diffusion_6_seed0", "ar_6_seed0", "ar_2orders_6_seed0"]
 
@@ -58,16 +59,18 @@ def test_study_writes_every_output_file(study):
     for name in RUNS:
         assert f"| {name} |" in table
     assert [r["name"] for r in json.loads((out / "results.json").read_text())] == RUNS
-    for plot in ("c3_vs_samples_per_rule.png", "completion_vs_samples_per_rule.png", "loss_curves.png"):
+    for plot in ("c3_vs_samples_per_rule.png", "completion_vs_samples_per_rule.png", "loss_curves.png", "curves.png"):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pictures = sorted(p.name for p in (out / "samples").glob("*.png"))
     assert pictures == sorted(["diffusion_6_seed0_ancestral.png", "diffusion_6_seed0_low_confidence.png",
                                "ar_6_seed0_temperature_1.png", "ar_2orders_6_seed0_temperature_1.png"])
     by_name = {r["name"]: r for r in results}
-    assert set(by_name["diffusion_6_seed0"]["completion"]) == {"infill_greedy", "infill_sampled"}
-    assert set(by_name["ar_6_seed0"]["completion"]) == {"left_to_right_greedy", "left_to_right_sampled"}
+    assert set(by_name["diffusion_6_seed0"]["completion"]) == {"infill_greedy", "infill_sampled", "infill_ranked"}
+    assert set(by_name["ar_6_seed0"]["completion"]) == {"left_to_right_greedy", "left_to_right_sampled",
+                                                         "left_to_right_ranked"}
     assert set(by_name["ar_2orders_6_seed0"]["completion"]) == {"left_to_right_greedy", "left_to_right_sampled",
-                                                                 "any_order_greedy", "any_order_sampled"}
+                                                                 "left_to_right_ranked", "any_order_greedy",
+                                                                 "any_order_sampled"}
     for r in results:
         assert r["steps"] == 4 and r["validation_loss"] < r["initial_validation_loss"]
         # held-out rule 20 reported on its own; 3 fresh samples per rule
@@ -144,6 +147,10 @@ def test_study_resumes_half_trained_run_from_its_last_checkpoint(study, monkeypa
     ({"unconditional_samples": 0}, "must be at least 1"),
     ({"seeds": []}, "non-empty list of distinct integers"),
     ({"seeds": [1, 1]}, "non-empty list of distinct integers"),
+    ({"curve_steps": [2]}, "needs training.save_strategy: steps"),
+    ({"curve_steps": [3, 4], "training": {"save_strategy": "steps", "save_steps": 2, "max_steps": 5}},
+     r"curve_steps \[3\] are not saved checkpoints"),
+    ({"ranked_candidates": -1}, "must be 0 \\(off\\) or a positive count"),
 ])
 def test_study_config_rejects_bad_input(override, message):
     with pytest.raises(ValueError, match=message):
@@ -162,9 +169,9 @@ def test_study_driver_rejects_unknown_fields_and_runs(tmp_path):
 
 def test_study_driver_reads_overrides_without_a_config():
     driver = load_driver()
-    config, runs = driver.parse_config(["--output_dir", "elsewhere", "--runs", "ar_400"])
+    config, runs, train_only = driver.parse_config(["--output_dir", "elsewhere", "--runs", "ar_400"])
     assert config.output_dir == "elsewhere" and runs == ["ar_400"]
-    assert config.rules == [0, 10, 20]  # the default config, recipes/rules/cpu.yaml
+    assert config.rules == [0, 10, 13, 20] and not train_only  # the default config, recipes/rules/cpu.yaml
 
 
 def test_a_seed_list_gives_one_run_per_seed_and_the_aggregate_equals_the_per_seed_figures():
@@ -188,3 +195,52 @@ def test_a_seed_list_gives_one_run_per_seed_and_the_aggregate_equals_the_per_see
     assert rows[("infill", "completion_all")]["values"] == [0.5, 0.0]
     assert rows[("validation", "loss")]["mean"] == pytest.approx(1.1)
     assert rows[("infill", "completion_heldout")]["mean"] is None  # no held-out rule: no figure, not a zero
+
+
+def test_the_curve_holds_every_checkpoint_and_the_final_model_with_its_logged_validation_loss(study):
+    _, _, out, results = study
+    for r in results:
+        curve = r["curve"]
+        assert [point["step"] for point in curve] == [2, 4]
+        logged = {h["step"]: h["eval_loss"] for h in r["log_history"] if "eval_loss" in h}
+        assert [point["validation_loss"] for point in curve] == [logged[2], logged[4]]
+        first_sampler, first_method = next(iter(r["unconditional"])), next(iter(r["completion"]))
+        assert curve[1]["unconditional"] == r["unconditional"][first_sampler]  # the final point is the final model
+        assert curve[1]["completion"] == r["completion"][first_method]
+        assert curve[0]["unconditional"]["samples"] == 4 and curve[0]["completion"]["all"] is not None
+    table = (out / "results.md").read_text()
+    assert "## Equal-compute curves" in table and "| diffusion_6_seed0 | 2 |" in table
+    rows = {(row["model"], row["variant"], row["metric"]) for row in json.loads((out / "over_seeds.json").read_text())}
+    assert ("ar", "step 2: temperature_1 / left_to_right_greedy", "c3_novel") in rows
+
+
+@pytest.mark.parametrize("run", ["diffusion_6_seed0", "ar_6_seed0"])
+def test_likelihood_ranked_completion_keeps_the_candidate_the_model_scores_highest(study, run):
+    import torch
+
+    from hf_diffusion_lm import FAMILIES
+    from hf_diffusion_lm.evaluation.likelihood import continuation_log_likelihood
+    from hf_diffusion_lm.rules.model_metrics import complete_last_panels, likelihood_ranked_completion
+
+    _, _, out, results = study
+    run_dir = out / "runs" / run
+    model_class = FAMILIES[next(r for r in results if r["name"] == run)["model"]["model"]].model_class
+    model, tokenizer = model_class.from_pretrained(run_dir).eval(), RuleTokenizer.from_pretrained(run_dir)
+    test = np.load(run_dir / "completion_test.npy")
+    diffusion = run.startswith("diffusion")
+    chosen, chosen_ids = likelihood_ranked_completion(model, tokenizer, test, candidates=3, batch_size=4, seed=5,
+                                                      mc_samples=2, return_ids=True)
+    scores, drafts = [], []
+    for k in range(3):  # each candidate by hand: sampled with seed 5 + k, then scored
+        if not diffusion:
+            torch.manual_seed(5 + k)
+        _, ids = complete_last_panels(model, tokenizer, test, 4, return_ids=True, do_sample=True,
+                                      **({"seed": 5 + k} if diffusion else {}))
+        tokens = torch.as_tensor(ids)
+        scores.append([e.value for e in continuation_log_likelihood(model, tokens[:, :-27], tokens[:, -27:],
+                                                                      mc_samples=2, seed=5)])
+        drafts.append(ids)
+    best = np.argmax(scores, axis=0)
+    assert (chosen_ids == np.stack(drafts)[best, np.arange(len(test))]).all()
+    assert (chosen == tokenizer.decode_samples(chosen_ids)).all()
+    assert len({tuple(d.ravel()) for d in drafts}) > 1  # the candidates differ, so the ranking chose among them

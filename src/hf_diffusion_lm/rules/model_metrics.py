@@ -89,6 +89,37 @@ def complete_last_panels(model, tokenizer, samples: np.ndarray, batch_size: int 
     return (samples, completed) if return_ids else samples
 
 
+def likelihood_ranked_completion(model, tokenizer, samples: np.ndarray, candidates: int = 4, batch_size: int = 64,
+                                 seed: int = 0, mc_samples: int = 8, return_ids: bool = False, **generate_kwargs):
+    """samples `[N, 3, 3, 9, 3]` with their last panel replaced by the best of `candidates` sampled completions, best
+    by the model's own log p(last panel | first 8 panels): exact for causal models, the stratified ELBO estimate with
+    `mc_samples` rows for diffusion (every candidate of a sample shares its masks, so the comparison is paired).
+    Candidate k samples with seed `seed + k`."""
+    from ..evaluation.likelihood import continuation_log_likelihood
+
+    if candidates < 1:
+        raise ValueError(f"candidates={candidates} must be at least 1.")
+    answer = panel_tokens(tokenizer)
+    drafts, scores = [], []
+    for k in range(candidates):
+        if is_diffusion_model(model):
+            kwargs = {"do_sample": True, "seed": seed + k}
+        else:
+            torch.manual_seed(seed + k)
+            kwargs = {"do_sample": True}
+        _, ids = complete_last_panels(model, tokenizer, samples, batch_size, return_ids=True,
+                                      **{**generate_kwargs, **kwargs})
+        tokens = torch.as_tensor(ids)
+        estimates = continuation_log_likelihood(model, tokens[:, :-answer], tokens[:, -answer:],
+                                                mc_samples=mc_samples, batch_size=batch_size, seed=seed)
+        drafts.append(ids)
+        scores.append([estimate.value for estimate in estimates])
+    best = np.asarray(scores).argmax(0)
+    chosen = np.stack(drafts)[best, np.arange(len(best))]
+    decoded = tokenizer.decode_samples(chosen)
+    return (decoded, chosen) if return_ids else decoded
+
+
 @torch.no_grad()
 def sample_unconditionally(model, tokenizer, num_samples: int, batch_size: int = 64, seed: int = 0,
                            return_ids: bool = False, **generate_kwargs):

@@ -26,7 +26,8 @@ from . import generator
 from .generator import fresh_samples, generate_samples, sample_keys
 from .instances import HELDOUT_RULES, NUM_RULES
 from .memorization import memorization_rates
-from .model_metrics import complete_last_panels, consistency_report, empty_panel_rate, sample_unconditionally
+from .model_metrics import (complete_last_panels, consistency_report, empty_panel_rate, likelihood_ranked_completion,
+                            sample_unconditionally)
 from .render import render_samples
 
 MODEL_CLASSES = tuple(FAMILIES)
@@ -70,6 +71,13 @@ class StudyConfig:
     pictures_per_sampler: int = 6
     keep_checkpoints: bool = False  # the final model is always kept; intermediate checkpoints go once evaluated
     seeds: list[int] = field(default_factory=lambda: [0])  # one run per seed: data, initialisation and sampling
+    # Equal-compute curves: the checkpoints at these optimizer steps are measured too (first diffusion sampler, greedy
+    # and sampled completion) with `curve_unconditional_samples` samples; every one must be a saved checkpoint.
+    curve_steps: list[int] = field(default_factory=list)
+    curve_unconditional_samples: int = 300
+    # Likelihood-ranked completion: the best of `ranked_candidates` sampled completions (0: not measured).
+    ranked_candidates: int = 4
+    ranked_mc_samples: int = 8  # stratified ELBO rows per diffusion candidate
 
     def __post_init__(self):
         if not self.samples_per_rule or any(int(n) < 1 for n in self.samples_per_rule):
@@ -82,19 +90,38 @@ class StudyConfig:
         for name, spec in self.models.items():
             if not isinstance(spec, dict) or spec.get("model") not in MODEL_CLASSES:
                 raise ValueError(f"models[{name!r}] = {spec!r} needs a 'model' key, one of {MODEL_CLASSES}.")
-        for name in ("unconditional_samples", "completion_samples_per_rule", "generation_batch_size"):
+        if isinstance(self.ranked_candidates, bool) or not isinstance(self.ranked_candidates, int) \
+                or self.ranked_candidates < 0:
+            raise ValueError(f"ranked_candidates={self.ranked_candidates!r} must be 0 (off) or a positive count.")
+        for name in ("unconditional_samples", "completion_samples_per_rule", "generation_batch_size",
+                     "curve_unconditional_samples", "ranked_mc_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1.")
         reserved = {"dataset", "rules", "heldout_rules", "samples_per_rule", "seed", "output_dir"} & set(self.training)
         if reserved:
             raise ValueError(f"training sets {sorted(reserved)}, which the study sets per run; use the study's own "
                              "fields (rules, heldout_rules, samples_per_rule, seeds, output_dir) instead.")
+        self.check_curve_steps()
         trained, heldout = self.trained_rules(), self.heldout()
         unknown = [r for r in trained + heldout if not 0 <= r < NUM_RULES]
         if unknown:
             raise ValueError(f"Rule ids {unknown} do not exist; rules are numbered 0..{NUM_RULES - 1}.")
         if not trained:
             raise ValueError(f"rules={self.rules} are all held out ({heldout}); nothing is left to train on.")
+
+    def check_curve_steps(self) -> None:
+        """Every curve step must be a checkpoint the training saves: a multiple of save_steps, at most max_steps."""
+        if not self.curve_steps:
+            return
+        save_steps, max_steps = self.training.get("save_steps"), self.training.get("max_steps")
+        if self.training.get("save_strategy") != "steps" or not save_steps or not max_steps:
+            raise ValueError(f"curve_steps={self.curve_steps} needs training.save_strategy: steps with save_steps and "
+                             "max_steps set, so that those checkpoints exist.")
+        bad = [s for s in self.curve_steps if isinstance(s, bool) or not isinstance(s, int) or s < 1 or s > max_steps
+               or (s % save_steps and s != max_steps)]
+        if bad:
+            raise ValueError(f"curve_steps {bad} are not saved checkpoints: use multiples of save_steps={save_steps} "
+                             f"up to max_steps={max_steps}.")
 
     def heldout(self) -> list[int]:
         if self.heldout_rules is not None:
@@ -119,6 +146,7 @@ class StudyConfig:
             "dataset": "rules", "rules": self.trained_rules() + self.heldout(), "heldout_rules": self.heldout(),
             "samples_per_rule": run["samples_per_rule"], "seed": run["seed"], "output_dir": str(run_dir),
             "rule_metric_samples": 0,  # the study measures its own, larger, set
+            **({"save_total_limit": None} if self.curve_steps else {}),  # the curve's checkpoints must all stay
         }
 
 
@@ -155,18 +183,40 @@ def unconditional_samplers(model, config: StudyConfig) -> dict[str, dict]:
     return {name: {**steps, **kwargs} for name, kwargs in config.diffusion_samplers.items()}
 
 
-def completion_methods(model) -> dict[str, dict]:
-    """{method name: {"infill": bool, "sample": bool}}: each way of completing a panel is run greedy and sampled.
-    Diffusion infills; causal models continue left to right, and infill in any order too when they were trained with
-    target-position conditioning."""
+def completion_methods(model, ranked: bool = True) -> dict[str, dict]:
+    """{method name: {"infill": bool, "decoding": "greedy" | "sampled" | "ranked"}}. Diffusion infills; causal models
+    continue left to right, and infill in any order too when they were trained with target-position conditioning.
+    Every way is run greedy and sampled; the first way also likelihood-ranked (the best of several sampled
+    completions by the model's own likelihood) when `ranked`."""
     if is_diffusion_model(model):
         ways = {"infill": True}
     else:
         ways = {"left_to_right": False}
         if getattr(model.config, "order_conditioning", "none") == "target":
             ways["any_order"] = True
-    return {f"{way}_{decoding}": {"infill": infill, "sample": decoding == "sampled"}
-            for way, infill in ways.items() for decoding in ("greedy", "sampled")}
+    methods = {f"{way}_{decoding}": {"infill": infill, "decoding": decoding}
+               for way, infill in ways.items() for decoding in ("greedy", "sampled")}
+    if ranked:
+        way, infill = next(iter(ways.items()))
+        methods[f"{way}_ranked"] = {"infill": infill, "decoding": "ranked"}
+    return methods
+
+
+def complete(model, tokenizer, config: StudyConfig, method: dict, test: np.ndarray, seed: int) -> np.ndarray:
+    """The test samples `[N, 3, 3, 9, 3]` with their last panel completed by one of `completion_methods`."""
+    diffusion = is_diffusion_model(model)
+    kwargs = {"mask_token_id": tokenizer.mask_token_id, "seed": seed} if method["infill"] and not diffusion else {}
+    batch = config.generation_batch_size
+    if method["decoding"] == "ranked":
+        return likelihood_ranked_completion(model, tokenizer, test, config.ranked_candidates, batch, seed,
+                                            config.ranked_mc_samples, infill=method["infill"], **kwargs)
+    if method["decoding"] == "sampled":
+        kwargs |= {"do_sample": True, **({"seed": seed} if diffusion else {})}
+        if not diffusion:
+            import torch
+
+            torch.manual_seed(seed)
+    return complete_last_panels(model, tokenizer, test, batch, infill=method["infill"], **kwargs)
 
 
 def split_accuracy(correct: np.ndarray, rule_ids: np.ndarray, heldout: list[int]) -> dict:
@@ -195,16 +245,8 @@ def evaluate_run(model, tokenizer, config: StudyConfig, run: dict, run_dir: Path
         unconditional[name] = {**consistency_report(generated, train), "settings": kwargs,
                                "memorization": memorization_rates(generated, train)}
     completion = {}
-    for name, method in completion_methods(model).items():
-        kwargs = {"mask_token_id": tokenizer.mask_token_id, "seed": seed} \
-            if method["infill"] and not is_diffusion_model(model) else {}
-        if method["sample"]:
-            kwargs |= {"do_sample": True, **({"seed": seed} if is_diffusion_model(model) else {})}
-            if not is_diffusion_model(model):
-                import torch
-
-                torch.manual_seed(seed)
-        completed = complete_last_panels(model, tokenizer, test, batch, infill=method["infill"], **kwargs)
+    for name, method in completion_methods(model, ranked=config.ranked_candidates > 0).items():
+        completed = complete(model, tokenizer, config, method, test, seed)
         np.save(run_dir / f"completion_{name}.npy", completed)
         completion[name] = {**split_accuracy(completion_correct(completed), test_rules, config.heldout()),
                             "empty_panels": empty_panel_rate(completed)}
@@ -230,6 +272,35 @@ def evaluate_run(model, tokenizer, config: StudyConfig, run: dict, run_dir: Path
         "rules": {"trained": config.trained_rules(), "heldout": heldout},
         "study": {k: v for k, v in asdict(config).items() if k != "output_dir"},
     }
+
+
+def curve_point(model, tokenizer, config: StudyConfig, run: dict, step: int) -> dict:
+    """One point of the equal-compute curve, measured on the checkpoint at `step`: the first unconditional sampler with
+    `curve_unconditional_samples` samples and greedy completion by the first way (infill / left to right)."""
+    model.eval()
+    seed = run["seed"]
+    train = training_samples(config, run["samples_per_rule"], seed)
+    test, test_rules = completion_set(config, train, seed)
+    sampler, kwargs = next(iter(unconditional_samplers(model, config).items()))
+    generated = sample_unconditionally(model, tokenizer, config.curve_unconditional_samples,
+                                       config.generation_batch_size, seed, **kwargs)
+    method, spec = next(iter(completion_methods(model, ranked=False).items()))
+    completed = complete(model, tokenizer, config, spec, test, seed)
+    return {"step": step, "sampler": sampler, "unconditional": consistency_report(generated, train),
+            "method": method, "completion": split_accuracy(completion_correct(completed), test_rules, config.heldout())}
+
+
+def curve(result: dict, points: list[dict]) -> list[dict]:
+    """The run's curve: its checkpoint points and the final measurement (same sampler and method), each with the
+    validation loss logged at that step, in step order."""
+    validation = {h["step"]: h["eval_loss"] for h in result["log_history"] if "eval_loss" in h}
+    first = points[0] if points else None
+    sampler = first["sampler"] if first else next(iter(result["unconditional"]))
+    method = first["method"] if first else next(iter(result["completion"]))
+    final = {"step": result["steps"], "sampler": sampler, "unconditional": result["unconditional"][sampler],
+             "method": method, "completion": result["completion"][method]}
+    return [{**point, "validation_loss": validation.get(point["step"])}
+            for point in sorted([*points, final], key=lambda point: point["step"])]
 
 
 def write_json(path: Path, value) -> None:
@@ -278,6 +349,20 @@ def results_table(results: list[dict]) -> str:
             acc = r["chance"][name]
             lines.append(f"| chance ({r['samples_per_rule']}/rule, seed {r['seed']}) | {name.removeprefix('completion_')} "
                          f"| {_fmt(acc['all'])} | {_fmt(acc['trained'])} | {_fmt(acc['heldout'])} | | |")
+    lines += ["", "## Equal-compute curves", "",
+              "Each run measured at its checkpoints (same schedule for every model): validation loss (diffusion: the "
+              "ELBO bound), the first sampler's AnyValid / C3 / C3 over novel samples with 95% intervals, and greedy "
+              "completion by the first way.", "",
+              "| run | step | val loss | sampler (n) | AnyValid | C3 | C3 novel (n) | completion method | completion all | "
+              "trained | held-out | per rule |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        for point in r.get("curve", []):
+            m, acc = point["unconditional"], point["completion"]
+            per_rule = ", ".join(f"{rule}: {_fmt(value)}" for rule, value in acc.get("per_rule", {}).items())
+            lines.append(f"| {r['name']} | {point['step']} | {_fmt(point.get('validation_loss'))} | {point['sampler']} "
+                         f"({m['samples']}) | {interval(m, 'anyvalid')} | {interval(m, 'c3')} | "
+                         f"{interval(m, 'c3_novel')} ({m.get('c3_novel_trials', '-')}) | {point['method']} | "
+                         f"{interval(acc, 'all')} | {_fmt(acc['trained'])} | {_fmt(acc['heldout'])} | {per_rule} |")
     lines += ["", "## Over seeds", "", "Mean ± sample standard deviation over the seeds, with the per-seed values.", "",
               "| model | samples/rule | sampler or method | metric | seeds | mean ± std | per seed |",
               "|---|---|---|---|---|---|---|"]
@@ -305,6 +390,12 @@ def aggregate_seeds(results: list[dict]) -> list[dict]:
         for method, accuracy in r["completion"].items():
             for part in ("all", "trained", "heldout"):
                 figures[(method, f"completion_{part}")] = accuracy[part]
+        for point in r.get("curve", []):
+            variant = f"step {point['step']}: {point['sampler']} / {point['method']}"
+            figures[(variant, "validation_loss")] = point.get("validation_loss")
+            for metric in ("anyvalid", "c3", "c3_novel"):
+                figures[(variant, metric)] = point["unconditional"].get(metric)
+            figures[(variant, "completion_all")] = point["completion"]["all"]
         for (variant, metric), value in figures.items():
             key = (_model_name(r), r["samples_per_rule"], variant, metric)
             groups.setdefault(key, []).append((r["seed"], value))
@@ -358,6 +449,46 @@ def plot_study(results: list[dict], output_dir: Path) -> list[Path]:
     return paths + [output_dir / "loss_curves.png"]
 
 
+def plot_curves(results: list[dict], output_dir: Path) -> Path | None:
+    """Validation loss, AnyValid, C3 (all and novel) and greedy completion against optimizer steps: one line per model
+    and samples per rule, the mean over seeds with the seeds' range as a band."""
+    if not any(r.get("curve") for r in results):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (("validation loss", lambda p: p.get("validation_loss")), ("AnyValid", lambda p: p["unconditional"]["anyvalid"]),
+              ("C3", lambda p: p["unconditional"]["c3"]), ("C3 novel", lambda p: p["unconditional"]["c3_novel"]),
+              ("completion (greedy)", lambda p: p["completion"]["all"]))
+    groups = {}
+    for r in results:
+        groups.setdefault((_model_name(r), r["samples_per_rule"]), []).append(r.get("curve", []))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6))
+    for ax, (title, value) in zip(axes, panels):
+        for (model, samples_per_rule), curves in sorted(groups.items()):
+            by_step = {}
+            for points in curves:
+                for point in points:
+                    if value(point) is not None:
+                        by_step.setdefault(point["step"], []).append(value(point))
+            if not by_step:
+                continue
+            steps = sorted(by_step)
+            mean = [np.mean(by_step[step]) for step in steps]
+            line = ax.plot(steps, mean, marker="o", label=f"{model} {samples_per_rule}/rule")[0]
+            ax.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps],
+                            color=line.get_color(), alpha=0.2)
+        ax.set(xlabel="optimizer step", title=title)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path = output_dir / "curves.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def write_study_report(results: list[dict], output_dir: Path) -> dict[str, Path]:
     """results.json, over_seeds.json, results.md, the plots, and samples/<run>_<sampler>.png into output_dir."""
     output_dir = Path(output_dir)
@@ -366,6 +497,7 @@ def write_study_report(results: list[dict], output_dir: Path) -> dict[str, Path]
     write_json(output_dir / "over_seeds.json", aggregate_seeds(results))
     (output_dir / "results.md").write_text(results_table(results))
     plot_study(results, output_dir)
+    plot_curves(results, output_dir)
     for r in results:
         run_dir = output_dir / "runs" / r["name"]
         for sampler in r["unconditional"]:
