@@ -21,7 +21,8 @@ from pathlib import Path
 import yaml
 from hf_diffusion_lm.training import launch
 
-from hf_diffusion_lm.rules.study import (RESULTS_FILE, StudyConfig, curve, curve_point, evaluate_run, write_json,
+from hf_diffusion_lm.rules.study import (EXACT_SAMPLER_FILE, RESULTS_FILE, StudyConfig, best_diffusion_run, curve,
+                                         curve_point, evaluate_run, exact_sampler_check, write_json,
                                          write_study_report)
 
 DEFAULT_CONFIG = Path(__file__).parent / "rules" / "cpu.yaml"
@@ -53,35 +54,53 @@ def train_command(config: StudyConfig, run_dir: Path) -> list[str]:
     return launch.train_command(TRAIN_SCRIPT, run_dir, config.accelerate_config)
 
 
-def train(config: StudyConfig, run: dict, run_dir: Path) -> None:
+def train(config: StudyConfig, run: dict, run_dir: Path, stop_after_seconds: float | None = None) -> None:
+    """Train one run (resuming from its last checkpoint); with `stop_after_seconds` it may stop early with a
+    checkpoint, and then leaves no eval_results.json."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "train_config.yaml").write_text(yaml.safe_dump(config.training_fields(run, run_dir), sort_keys=False))
+    fields = config.training_fields(run, run_dir)
+    if stop_after_seconds is not None:
+        fields["stop_after_seconds"] = stop_after_seconds
+    (run_dir / "train_config.yaml").write_text(yaml.safe_dump(fields, sort_keys=False))
     command = train_command(config, run_dir)
     print(f"[study] training {run['name']}: {' '.join(command)}", flush=True)
     subprocess.run(command, check=True)  # recipes/train.py gives itself the cores (training/threads.py)
 
 
-def evaluate(config: StudyConfig, run: dict, run_dir: Path) -> dict:
+def device() -> str:
     import torch
 
+    if not torch.cuda.is_available():
+        return "cpu"
+    torch.backends.cuda.matmul.allow_tf32 = True  # sampling thousands of sequences; TF32 is ample for that
+    return "cuda"
+
+
+def evaluate(config: StudyConfig, run: dict, run_dir: Path) -> dict:
     from hf_diffusion_lm import FAMILIES
     from hf_diffusion_lm.rules import RuleTokenizer
 
     print(f"[study] evaluating {run['name']}", flush=True)
     model_class = FAMILIES[run["model"]].model_class
-    if torch.cuda.is_available():
-        torch.backends.cuda.matmul.allow_tf32 = True  # sampling thousands of sequences; TF32 is ample for that
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     tokenizer = RuleTokenizer.from_pretrained(run_dir)
-    result = evaluate_run(model_class.from_pretrained(run_dir).to(device), tokenizer, config, run, run_dir)
+    result = evaluate_run(model_class.from_pretrained(run_dir).to(device()), tokenizer, config, run, run_dir)
     points = []
     for step in config.curve_steps:
         if step != result["steps"]:
             print(f"[study] {run['name']}: curve point at step {step}", flush=True)
-            model = model_class.from_pretrained(run_dir / f"checkpoint-{step}").to(device)
+            model = model_class.from_pretrained(run_dir / f"checkpoint-{step}").to(device())
             points.append(curve_point(model, tokenizer, config, run, step))
     result["curve"] = curve(result, points)
     return result
+
+
+def exact_sampler(config: StudyConfig, result: dict, run_dir: Path) -> dict:
+    from hf_diffusion_lm import MaskedDiffusionForLM
+    from hf_diffusion_lm.rules import RuleTokenizer
+
+    print(f"[study] exact ancestral sampler on {result['name']}", flush=True)
+    model = MaskedDiffusionForLM.from_pretrained(run_dir).to(device())
+    return exact_sampler_check(model, RuleTokenizer.from_pretrained(run_dir), config, result)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -91,19 +110,31 @@ def main(argv: list[str] | None = None) -> list[dict]:
     unknown = sorted(set(only or ()) - {run["name"] for run in runs})
     if unknown:
         raise ValueError(f"--runs {unknown} are not runs of this study; its runs are {[r['name'] for r in runs]}.")
-    results = []
+    results, study_started, out_of_time = [], time.perf_counter(), False
     for run in runs:
         run_dir = output_dir / "runs" / run["name"]
         if (run_dir / RESULTS_FILE).exists():
             print(f"[study] {run['name']}: finished, kept", flush=True)
             results.append(json.loads((run_dir / RESULTS_FILE).read_text()))
             continue
-        if only is not None and run["name"] not in only:
+        if only is not None and run["name"] not in only or out_of_time:
+            continue
+        remaining = None if config.time_limit_seconds is None else \
+            config.time_limit_seconds - (time.perf_counter() - study_started)
+        if remaining is not None and remaining <= 0:
+            print(f"[study] time_limit_seconds={config.time_limit_seconds} used up before {run['name']}; run the same "
+                  "command again to continue.", flush=True)
+            out_of_time = True
             continue
         # eval_results.json is written after the final model: its presence means training finished.
         started = time.perf_counter()
         if not (run_dir / "eval_results.json").exists():
-            train(config, run, run_dir)
+            train(config, run, run_dir, stop_after_seconds=remaining)
+            if not (run_dir / "eval_results.json").exists():
+                print(f"[study] {run['name']} stopped at the time limit with a checkpoint; run the same command "
+                      "again to continue.", flush=True)
+                out_of_time = True
+                continue
         if train_only:
             continue
         trained = time.perf_counter()
@@ -114,6 +145,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             for checkpoint in run_dir.glob("checkpoint-*"):
                 shutil.rmtree(checkpoint)
         results.append(result)
+    exact_path = output_dir / EXACT_SAMPLER_FILE
+    if config.exact_sampler_samples and len(results) == len(runs) and not exact_path.exists():
+        best = best_diffusion_run(results)
+        if best is not None:
+            write_json(exact_path, exact_sampler(config, best, output_dir / "runs" / best["name"]))
     if results:
         paths = write_study_report(results, output_dir)
         print(f"[study] {len(results)}/{len(runs)} runs done; table: {paths['markdown']}", flush=True)

@@ -104,6 +104,12 @@ def main(argv: list[str] | None = None):
     )
     initial = trainer.evaluate(metric_key_prefix="initial")
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    if trainer.stopped_at_time_limit:  # no final model or results: their presence means the run is finished
+        if trainer.is_world_process_zero():
+            print(f"[train] stop_after_seconds={config.stop_after_seconds} reached at step {trainer.state.global_step} "
+                  f"of {trainer.state.max_steps}; checkpoint saved. Run again with --resume_from_checkpoint "
+                  f"{config.output_dir}/checkpoint-{trainer.state.global_step} to continue.", flush=True)
+        return
     trainer.save_model()
     final = trainer.evaluate()
     trainer.save_metrics("eval", {**initial, **final})

@@ -29,6 +29,7 @@ TINY_STUDY = {
                            "low_confidence": {"remasking": "low_confidence", "do_sample": True}},
     "generation_batch_size": 8, "pictures_per_sampler": 2, "keep_checkpoints": True,
     "curve_steps": [2], "curve_unconditional_samples": 4, "ranked_candidates": 2, "ranked_mc_samples": 2,
+    "exact_sampler_samples": 2,
 }
 RUNS = ["diffusion_6_seed0", "ar_6_seed0", "ar_2orders_6_seed0"]
 
@@ -151,6 +152,8 @@ def test_study_resumes_half_trained_run_from_its_last_checkpoint(study, monkeypa
     ({"curve_steps": [3, 4], "training": {"save_strategy": "steps", "save_steps": 2, "max_steps": 5}},
      r"curve_steps \[3\] are not saved checkpoints"),
     ({"ranked_candidates": -1}, "must be 0 \\(off\\) or a positive count"),
+    ({"time_limit_seconds": 0}, "must be positive"),
+    ({"exact_sampler_samples": -1}, "must be 0 \\(skip\\) or positive"),
 ])
 def test_study_config_rejects_bad_input(override, message):
     with pytest.raises(ValueError, match=message):
@@ -244,3 +247,21 @@ def test_likelihood_ranked_completion_keeps_the_candidate_the_model_scores_highe
     assert (chosen_ids == np.stack(drafts)[best, np.arange(len(test))]).all()
     assert (chosen == tokenizer.decode_samples(chosen_ids)).all()
     assert len({tuple(d.ravel()) for d in drafts}) > 1  # the candidates differ, so the ranking chose among them
+
+
+def test_the_exact_sampler_runs_on_the_best_diffusion_run_at_one_token_per_call(study):
+    _, _, out, results = study
+    exact = json.loads((out / "exact_sampler.json").read_text())
+    assert exact["run"] == "diffusion_6_seed0"  # the only diffusion run
+    assert exact["exact"]["settings"]["steps"] == 243 and exact["exact"]["samples"] == 2
+    assert set(exact["parallel"]) == {"ancestral", "low_confidence"}
+    assert "## Exact sampler (diffusion_6_seed0" in (out / "results.md").read_text()
+
+
+def test_a_study_out_of_time_starts_no_run_and_says_how_to_continue(tmp_path, capsys):
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump({**TINY_STUDY, "output_dir": str(tmp_path / "out"),
+                                           "time_limit_seconds": 1e-9}, sort_keys=False))
+    assert load_driver().main([str(config_path)]) == []
+    assert "used up before diffusion_6_seed0; run the same command again" in capsys.readouterr().out
+    assert not (tmp_path / "out" / "runs").exists()

@@ -106,6 +106,22 @@ def test_a_killed_and_resumed_run_continues_with_exactly_the_same_losses(tmp_pat
     assert logged_losses(resumed)[-4:] == logged_losses(uninterrupted)[-4:]
 
 
+def test_a_run_out_of_time_saves_a_checkpoint_and_resumes_to_the_uninterrupted_losses(tmp_path):
+    data = tiny_setup(tmp_path)
+    settings = dict(data=data, max_steps=6, save_strategy="steps", save_steps=100)
+    uninterrupted = tiny_trainer(tmp_path / "a", **settings)
+    uninterrupted.train()
+    assert not uninterrupted.stopped_at_time_limit
+    timed = tiny_trainer(tmp_path / "b", stop_after_seconds=1e-9, **settings)  # out of time after the first step
+    timed.train()
+    assert timed.stopped_at_time_limit and timed.state.global_step == 1
+    checkpoint = tmp_path / "b" / "out" / "checkpoint-1"
+    assert (checkpoint / "model.safetensors").exists()  # saved although save_steps is 100
+    resumed = tiny_trainer(tmp_path / "b", **settings)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert logged_losses(resumed)[-5:] == logged_losses(uninterrupted)[-5:]
+
+
 def test_recipe_refuses_bad_input_before_writing_anything(tmp_path):
     train = load_recipe("train")
     output = tmp_path / "out"

@@ -78,6 +78,12 @@ class StudyConfig:
     # Likelihood-ranked completion: the best of `ranked_candidates` sampled completions (0: not measured).
     ranked_candidates: int = 4
     ranked_mc_samples: int = 8  # stratified ELBO rows per diffusion candidate
+    # Once every run is measured: this many samples of the best diffusion run (lowest validation loss) with the exact
+    # ancestral sampler, one token per network call, beside its parallel samplers (0: skipped).
+    exact_sampler_samples: int = 0
+    # Wall-clock budget of one call of the study (short device windows): training stops with a checkpoint when it runs
+    # out and no new run starts; the same command continues. Evaluation is not cut, so leave room for it.
+    time_limit_seconds: float | None = None
 
     def __post_init__(self):
         if not self.samples_per_rule or any(int(n) < 1 for n in self.samples_per_rule):
@@ -93,6 +99,10 @@ class StudyConfig:
         if isinstance(self.ranked_candidates, bool) or not isinstance(self.ranked_candidates, int) \
                 or self.ranked_candidates < 0:
             raise ValueError(f"ranked_candidates={self.ranked_candidates!r} must be 0 (off) or a positive count.")
+        if self.time_limit_seconds is not None and not self.time_limit_seconds > 0:
+            raise ValueError(f"time_limit_seconds={self.time_limit_seconds} must be positive (or null: no limit).")
+        if self.exact_sampler_samples < 0:
+            raise ValueError(f"exact_sampler_samples={self.exact_sampler_samples} must be 0 (skip) or positive.")
         for name in ("unconditional_samples", "completion_samples_per_rule", "generation_batch_size",
                      "curve_unconditional_samples", "ranked_mc_samples"):
             if getattr(self, name) < 1:
@@ -303,6 +313,31 @@ def curve(result: dict, points: list[dict]) -> list[dict]:
             for point in sorted([*points, final], key=lambda point: point["step"])]
 
 
+EXACT_SAMPLER_FILE = "exact_sampler.json"
+
+
+def best_diffusion_run(results: list[dict]) -> dict | None:
+    """The diffusion run with the lowest validation loss, or None without one."""
+    diffusion = [r for r in results if FAMILIES[r["model"]["model"]].is_diffusion and r["validation_loss"] is not None]
+    return min(diffusion, key=lambda r: r["validation_loss"]) if diffusion else None
+
+
+def exact_sampler_check(model, tokenizer, config: StudyConfig, result: dict) -> dict:
+    """`exact_sampler_samples` unconditional samples of a trained diffusion run with the ancestral sampler at one
+    token per network call: the exact sampler of the model's conditionals, against which the run's parallel
+    samplers (several tokens per call) are an approximation."""
+    model.eval()
+    seed = result["seed"]
+    train = training_samples(config, result["samples_per_rule"], seed)
+    settings = {"remasking": "random", "do_sample": True, "steps": tokenizer.sample_length}
+    generated = sample_unconditionally(model, tokenizer, config.exact_sampler_samples, config.generation_batch_size,
+                                       seed, **settings)
+    return {"run": result["name"], "validation_loss": result["validation_loss"],
+            "exact": {**consistency_report(generated, train), "settings": settings},
+            "parallel": {name: {k: v for k, v in m.items() if k != "memorization"}
+                         for name, m in result["unconditional"].items()}}
+
+
 def write_json(path: Path, value) -> None:
     """Written to a temporary file and renamed, so an interrupted study never leaves half a results file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -314,8 +349,9 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def results_table(results: list[dict]) -> str:
-    """The study's results as Markdown: unconditional samples, panel completion, chance baselines."""
+def results_table(results: list[dict], exact: dict | None = None) -> str:
+    """The study's results as Markdown: unconditional samples, panel completion, chance baselines, the equal-compute
+    curves, the exact-sampler check (when measured) and the figures over seeds."""
     interval = lambda m, name: (f"{_fmt(m.get(name))} [{_fmt(m.get(name + '_low'))}, "  # noqa: E731
                                 f"{_fmt(m.get(name + '_high'))}]")
     lines = ["## Unconditional samples", "",
@@ -363,6 +399,13 @@ def results_table(results: list[dict]) -> str:
                          f"({m['samples']}) | {interval(m, 'anyvalid')} | {interval(m, 'c3')} | "
                          f"{interval(m, 'c3_novel')} ({m.get('c3_novel_trials', '-')}) | {point['method']} | "
                          f"{interval(acc, 'all')} | {_fmt(acc['trained'])} | {_fmt(acc['heldout'])} | {per_rule} |")
+    if exact is not None:
+        lines += ["", f"## Exact sampler ({exact['run']}, the best diffusion run by validation loss)", "",
+                  "| sampler | network calls | samples | AnyValid | C3 | C3 novel (n) | C2 |", "|---|---|---|---|---|---|---|"]
+        for name, m in [("exact ancestral", exact["exact"]), *exact["parallel"].items()]:
+            lines.append(f"| {name} | {m['settings'].get('steps', 'one per token')} | {m['samples']} | "
+                         f"{interval(m, 'anyvalid')} | {interval(m, 'c3')} | {interval(m, 'c3_novel')} "
+                         f"({m.get('c3_novel_trials', '-')}) | {interval(m, 'c2')} |")
     lines += ["", "## Over seeds", "", "Mean ± sample standard deviation over the seeds, with the per-seed values.", "",
               "| model | samples/rule | sampler or method | metric | seeds | mean ± std | per seed |",
               "|---|---|---|---|---|---|---|"]
@@ -490,12 +533,15 @@ def plot_curves(results: list[dict], output_dir: Path) -> Path | None:
 
 
 def write_study_report(results: list[dict], output_dir: Path) -> dict[str, Path]:
-    """results.json, over_seeds.json, results.md, the plots, and samples/<run>_<sampler>.png into output_dir."""
+    """results.json, over_seeds.json, results.md, the plots, and samples/<run>_<sampler>.png into output_dir (with
+    the exact-sampler check of exact_sampler.json when it is there)."""
     output_dir = Path(output_dir)
+    exact_path = output_dir / EXACT_SAMPLER_FILE
+    exact = json.loads(exact_path.read_text()) if exact_path.exists() else None
     (output_dir / "samples").mkdir(parents=True, exist_ok=True)
     write_json(output_dir / RESULTS_FILE, [{k: v for k, v in r.items() if k != "log_history"} for r in results])
     write_json(output_dir / "over_seeds.json", aggregate_seeds(results))
-    (output_dir / "results.md").write_text(results_table(results))
+    (output_dir / "results.md").write_text(results_table(results, exact))
     plot_study(results, output_dir)
     plot_curves(results, output_dir)
     for r in results:

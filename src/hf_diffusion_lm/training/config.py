@@ -114,6 +114,11 @@ class LMTrainingConfig(TrainingArguments):
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many evaluations without a better validation loss."}
     )
+    stop_after_seconds: float | None = field(
+        default=None,
+        metadata={"help": "Save a checkpoint and stop once this call has trained this many wall-clock seconds; the "
+                          "same command with --resume_from_checkpoint continues. For short device windows."},
+    )
     include_num_input_tokens_seen: str = field(
         default="non_padding", metadata={"help": "Count training tokens (needed for tokens seen and epochs)."}
     )
@@ -124,4 +129,7 @@ class LMTrainingConfig(TrainingArguments):
             raise ValueError(f"unique_tokens={self.unique_tokens} must be a positive number of tokens (or left out: "
                              "all the training data).")
         check_choice("sample_by", self.sample_by, ("line", "paragraph", "document"))
+        if self.stop_after_seconds is not None and not self.stop_after_seconds > 0:
+            raise ValueError(f"stop_after_seconds={self.stop_after_seconds} must be a positive number of seconds (or "
+                             "left out: train to max_steps).")
         super().__post_init__()

@@ -11,9 +11,10 @@
 """
 
 import math
+import time
 
 import torch
-from transformers import EarlyStoppingCallback, Trainer
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
 from transformers.trainer_utils import EvalLoopOutput
 
 from ..families import flops_parameter_count, is_diffusion_model
@@ -42,6 +43,14 @@ class LMTrainer(Trainer):
         self._masked_fractions = []
         if self.args.early_stopping_patience:
             self.add_callback(EarlyStoppingCallback(early_stopping_patience=self.args.early_stopping_patience))
+        self.time_limit = StopAfterSeconds(self.args.stop_after_seconds) if self.args.stop_after_seconds else None
+        if self.time_limit:
+            self.add_callback(self.time_limit)
+
+    @property
+    def stopped_at_time_limit(self) -> bool:
+        """Training ended early because `stop_after_seconds` ran out (a checkpoint of the last step was saved)."""
+        return bool(self.time_limit and self.time_limit.stopped)
 
     # ---- training ---------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -155,3 +164,23 @@ class LMTrainer(Trainer):
         labels = inputs["labels"]
         count = (labels[..., 1:] if self._loss_shifts_labels else labels).ne(-100).sum()
         return model(**inputs).loss.double() * count
+
+
+class StopAfterSeconds(TrainerCallback):
+    """Saves a checkpoint and stops training once `seconds` of wall-clock time have passed since `train` began.
+    Processes agree on the clock (the slowest one's, through a max all-reduce), so all stop after the same step."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.started = None
+        self.stopped = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started, self.stopped = time.monotonic(), False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        elapsed = torch.tensor([time.monotonic() - self.started], device=args.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(elapsed, op=torch.distributed.ReduceOp.MAX)
+        if elapsed.item() >= self.seconds and state.global_step < state.max_steps:
+            control.should_save = control.should_training_stop = self.stopped = True
