@@ -265,3 +265,19 @@ def test_a_study_out_of_time_starts_no_run_and_says_how_to_continue(tmp_path, ca
     assert load_driver().main([str(config_path)]) == []
     assert "used up before diffusion_6_seed0; run the same command again" in capsys.readouterr().out
     assert not (tmp_path / "out" / "runs").exists()
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes" / "rules").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_rule_recipe_gives_valid_training_configs(recipe, tmp_path):
+    from conftest import load_recipe
+
+    config, _, _ = load_driver().parse_config([str(recipe)])
+    assert len(config.runs()) == len(config.models) * len(config.samples_per_rule) * len(config.seeds) >= 2
+    train = load_recipe("train")
+    for run in config.runs()[:2]:
+        path = tmp_path / f"{run['name']}.yaml"
+        path.write_text(yaml.safe_dump(config.training_fields(run, tmp_path / run["name"])))
+        model_args, training = train.parse_config([str(path), "--use_cpu", "true", "--bf16", "false"])
+        assert model_args.model == run["model"] and training.seed == run["seed"]
+        if config.curve_steps:  # the curve's checkpoints are all kept
+            assert training.save_total_limit is None
