@@ -91,8 +91,12 @@ def read_run(folder) -> RunRecord:
     if config is None and adapter is None:
         raise ValueError(f"{folder} holds no config.json (nor adapter_config.json): it is not a checkpoint folder.")
     lm_eval_file = newest_lm_eval_results(folder)
+    run_info = _read_json(folder / RUN_INFO) or {}
+    if config is None:  # an adapter: the base model's configuration, as training recorded it or from a local base
+        base = adapter.get("base_model_name_or_path") or ""
+        config = run_info.get("base_model_config") or (_read_json(Path(base) / "config.json") if base else None)
     return RunRecord(
-        folder=folder, config=config or {}, run_info=_read_json(folder / RUN_INFO) or {},
+        folder=folder, config=config or {}, run_info=run_info,
         state=_read_json(folder / "trainer_state.json") or {}, evaluation=_read_json(folder / "eval_results.json") or {},
         rule_metrics=_read_json(folder / "rule_metrics.json"), lm_eval=_read_json(lm_eval_file) if lm_eval_file else None,
         lm_eval_file=lm_eval_file, adapter=adapter,
@@ -260,15 +264,25 @@ def usage_snippet(record: RunRecord, repo_id: str, with_package: bool) -> str:
 
 
 def _model_details(record: RunRecord) -> str:
-    config = record.config
+    config, lines = record.config, []
     if record.family.is_diffusion:
-        return (f"- Noise: `{config.get('noise_schedule')}` schedule, times in [{config.get('time_epsilon')}, 1] "
-                f"({config.get('time_sampling')}), MASK id {config.get('mask_token_id')}.")
-    if record.family is not CAUSAL_LM:
+        lines.append(f"- Noise: `{config.get('noise_schedule')}` schedule, times in [{config.get('time_epsilon')}, 1] "
+                     f"({config.get('time_sampling')}), MASK id {config.get('mask_token_id')}.")
+    elif record.family is not CAUSAL_LM:
         orders = config.get("num_orders", 1)
         what = "the plain left-to-right AR baseline" if orders == 1 else "order 0 is left to right"
-        return f"- Orderings: N = {orders} fixed token orders ({what}); conditioning `{config.get('order_conditioning')}`."
-    return ""
+        lines.append(f"- Orderings: N = {orders} fixed token orders ({what}); conditioning "
+                     f"`{config.get('order_conditioning')}`.")
+    if record.adapter:
+        adapter = record.adapter
+        targets = adapter.get("target_modules")
+        if isinstance(targets, (list, tuple, set)):  # peft lists every adapted module; name each kind once
+            targets = ", ".join(sorted({name.rsplit(".", 1)[-1] for name in targets}))
+        lines.append(f"- **A LoRA adapter** (peft) on the base model `{adapter.get('base_model_name_or_path')}`: rank "
+                     f"{adapter.get('r')}, alpha {adapter.get('lora_alpha')}, dropout {adapter.get('lora_dropout')}, "
+                     f"on {targets}. `from_pretrained` on this folder loads the base model and then the adapter "
+                     "(peft installed); `merge_and_unload()` folds it into the weights.")
+    return "\n".join(lines)
 
 
 def _limitations(record: RunRecord) -> str:

@@ -44,11 +44,33 @@ class ModelArguments:
     )
     attn_implementation: str | None = field(default=None, metadata={"help": "eager, sdpa, flash_attention_2, ..."})
     pad_vocab_to_multiple_of: int = field(default=1, metadata={"help": "Round the vocabulary up (paper: 128)."})
+    # LoRA through peft, with TRL's ModelConfig names.
+    use_peft: bool = field(
+        default=False,
+        metadata={"help": "Train LoRA adapters on the weights of model_name_or_path instead of all the weights."},
+    )
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (the update is alpha / r * B A)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "Module names to adapt, e.g. q_proj v_proj (default: every linear layer but the output "
+                          "head, peft's 'all-linear')."},
+    )
+    lora_modules_to_save: list[str] | None = field(
+        default=None, metadata={"help": "Modules trained in full and saved with the adapter, e.g. embed_tokens."}
+    )
 
     def __post_init__(self):
         if isinstance(self.model_config, str):
             self.model_config = json.loads(self.model_config)
         self.model_config = dict(self.model_config or {})
+        if self.use_peft and self.model_name_or_path is None:
+            raise ValueError("use_peft=True adapts pretrained weights: pass --model_name_or_path <checkpoint> (LoRA on "
+                             "a randomly initialised model trains a low-rank update of noise).")
+        if self.use_peft and (self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1):
+            raise ValueError(f"LoRA needs lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1; got lora_r="
+                             f"{self.lora_r}, lora_alpha={self.lora_alpha}, lora_dropout={self.lora_dropout}.")
         if self.size is not None and self.size not in PAPER_SIZES:
             raise ValueError(f"size={self.size!r} is not one of the paper's sizes {list(PAPER_SIZES)}.")
 

@@ -30,13 +30,13 @@ def config_field_names(model: str) -> set[str]:
 def build_model(arguments: ModelArguments, tokenizer, block_size: int):
     """A freshly initialised model configured by `arguments.model_config`, with the tokenizer's vocabulary (plus MASK
     for diffusion) and special token ids, or the weights of `model_name_or_path` with embeddings resized to the
-    tokenizer."""
+    tokenizer; wrapped with LoRA adapters (a `peft.PeftModel`) when `use_peft`."""
     family = family_of(arguments.model)
     if arguments.model_name_or_path is not None:
         model = family.auto_class.from_pretrained(arguments.model_name_or_path)
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=arguments.pad_vocab_to_multiple_of)
-        return model
+        return with_lora(model, arguments) if arguments.use_peft else model
 
     fields = arguments.config_fields()
     unknown = sorted(set(fields) - config_field_names(arguments.model))
@@ -61,3 +61,14 @@ def build_model(arguments: ModelArguments, tokenizer, block_size: int):
     if family is CAUSAL_LM:
         return family.auto_class.from_config(AutoConfig.for_model(arguments.model, **fields))
     return family.model_class(family.config_class(**fields))
+
+
+def with_lora(model, arguments: ModelArguments):
+    """The model with peft's LoRA adapters on `lora_target_modules` (default: every linear layer but the head); only
+    the adapters (and `lora_modules_to_save`) train."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=arguments.lora_r, lora_alpha=arguments.lora_alpha, lora_dropout=arguments.lora_dropout,
+                        target_modules=arguments.lora_target_modules or "all-linear",
+                        modules_to_save=arguments.lora_modules_to_save)
+    return get_peft_model(model, config)

@@ -121,6 +121,8 @@ def run_info(trainer, model_args, config, datasets) -> dict:
         "usage_prompt_ids": [int(token) for token in validation[:8]],
         "versions": {"hf_diffusion_lm": __version__, "torch": torch.__version__,
                      "transformers": transformers.__version__},
+        # An adapter folder has no config.json: the card reads the base model's configuration from here.
+        **({"base_model_config": model.get_base_model().config.to_dict()} if model_args.use_peft else {}),
         "model_arguments": dataclasses.asdict(model_args),
         "training_arguments": json.loads(json.dumps(config.to_dict(), default=str)),
     }
