@@ -26,6 +26,10 @@ class MaskedDiffusionConfig(BackboneConfig):
         copy_unmasked_tokens (`bool`, *optional*, defaults to `True`):
             MDLM's "SUBS" parameterisation at inference: logits of an unmasked input position put all mass on its
             own token. The loss never depends on it (only masked positions are scored).
+        shift_logits (`bool`, *optional*, defaults to `False`):
+            Dream's right-shifted prediction: the token at position i is predicted from the hidden state at i - 1
+            (position 0 from its own), the habit of a causal LM's head, kept when a model is adapted from one. The
+            loss, the samplers and the likelihood estimators all read predictions through `prediction_states`.
 
     Example:
 
@@ -43,6 +47,7 @@ class MaskedDiffusionConfig(BackboneConfig):
     time_sampling: str = "antithetic"
     time_epsilon: float = 1e-3
     copy_unmasked_tokens: bool = True
+    shift_logits: bool = False
 
     def __post_init__(self, **kwargs):
         if self.mask_token_id is None:

@@ -248,7 +248,7 @@ class ExactDenoiser:
         hidden = self.model.model(
             input_ids=canvas, attention_mask=self.attention_mask, position_ids=self.position_ids
         ).last_hidden_state
-        return hidden[:, self.block]
+        return self.model.prediction_states(hidden)[:, self.block]
 
 
 class CachedDenoiser(ExactDenoiser):
@@ -353,6 +353,10 @@ class MaskedDiffusionGenerationMixin:
         pad_id = config.pad_token_id if config.pad_token_id is not None else (eos_ids[0] if len(eos_ids) else None)
         padding_mask = None if bool(attention_mask.all()) else attention_mask
 
+        if config.block_cache != "none" and self.config.shift_logits:
+            raise ValueError(f"block_cache={config.block_cache!r} is not supported with shift_logits=True (a block's "
+                             "first position is predicted from the cached position before it); use "
+                             "block_cache='none'.")
         commit_step = torch.full_like(canvas, -1)
         history = [canvas.clone()]
         num_forward_passes = step_index = 0

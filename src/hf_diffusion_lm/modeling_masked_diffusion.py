@@ -148,7 +148,7 @@ class MaskedDiffusionForLM(BackbonePreTrainedModel, MaskedDiffusionGenerationMix
                 inputs_embeds=inputs_embeds,
                 **kwargs,
             )
-            logits = self.denoising_logits(outputs.last_hidden_state, input_ids)
+            logits = self.denoising_logits(self.prediction_states(outputs.last_hidden_state), input_ids)
             return MaskedDiffusionOutput(
                 logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
             )
@@ -178,7 +178,7 @@ class MaskedDiffusionForLM(BackbonePreTrainedModel, MaskedDiffusionGenerationMix
         noisy_ids = clean_ids.masked_fill(noise_mask, self.config.mask_token_id)
 
         outputs = self.model(input_ids=noisy_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
-        logits = self.lm_head(outputs.last_hidden_state)
+        logits = self.lm_head(self.prediction_states(outputs.last_hidden_state))
         num_scored_here = scored.sum()
         num_scored = num_items_in_batch if num_items_in_batch is not None else num_scored_here.clamp(min=1)
         loss, masked_token_loss = self.diffusion_loss(logits, clean_ids, noise_mask, noise_times, num_scored)
@@ -192,6 +192,13 @@ class MaskedDiffusionForLM(BackbonePreTrainedModel, MaskedDiffusionGenerationMix
             masked_fraction=(noise_mask.sum() / num_scored_here.clamp(min=1)).detach(),
             masked_token_loss=masked_token_loss,
         )
+
+    def prediction_states(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """The hidden states `[batch, seq, hidden]` that predict each position: the backbone's own, or with
+        `config.shift_logits` those one position to the left (position 0 keeps its own)."""
+        if not self.config.shift_logits:
+            return hidden_states
+        return torch.cat([hidden_states[:, :1], hidden_states[:, :-1]], dim=1)
 
     def output_logits(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """`lm_head` logits `[batch, seq, vocab]` with MASK's set to -inf: clean data never contains MASK."""

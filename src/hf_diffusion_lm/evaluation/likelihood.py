@@ -475,7 +475,7 @@ def _scored_logits(model, kind, input_ids, attention_mask, position_ids, scored)
     if kind == "diffusion":
         # The head only where something is scored: with a large vocabulary it costs more than the backbone.
         hidden = model.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return model.lm_head(hidden[scored]).float()
+        return model.lm_head(model.prediction_states(hidden)[scored]).float()
     extra = {} if position_ids is None else {"position_ids": position_ids}
     return model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits[scored].float()
 

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from transformers import AutoConfig
+from transformers import AutoConfig, PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from ..families import CAUSAL_LM, FAMILIES, family_of
@@ -33,7 +33,10 @@ def build_model(arguments: ModelArguments, tokenizer, block_size: int):
     tokenizer; wrapped with LoRA adapters (a `peft.PeftModel`) when `use_peft`."""
     family = family_of(arguments.model)
     if arguments.model_name_or_path is not None:
-        model = family.auto_class.from_pretrained(arguments.model_name_or_path)
+        if family.is_diffusion and source_model_type(arguments.model_name_or_path) != family.name:
+            model = adapt_causal_lm(arguments, tokenizer)
+        else:
+            model = family.auto_class.from_pretrained(arguments.model_name_or_path)
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=arguments.pad_vocab_to_multiple_of)
         return with_lora(model, arguments) if arguments.use_peft else model
@@ -72,3 +75,41 @@ def with_lora(model, arguments: ModelArguments):
                         target_modules=arguments.lora_target_modules or "all-linear",
                         modules_to_save=arguments.lora_modules_to_save)
     return get_peft_model(model, config)
+
+
+# Causal LMs whose decoder blocks are ours, parameter for parameter (same names and shapes).
+ADAPTABLE_CAUSAL_LMS = ("llama",)
+
+
+def source_model_type(model_name_or_path: str) -> str | None:
+    return PretrainedConfig.get_config_dict(model_name_or_path)[0].get("model_type")
+
+
+def adapt_causal_lm(arguments: ModelArguments, tokenizer):
+    """A `MaskedDiffusionForLM` initialised from a Llama-family causal LM (the DiffuLLaMA / Dream recipe): the same
+    blocks with the same weights, attention made bidirectional, a MASK token added to the embeddings when the
+    vocabulary has no room for the tokenizer's. `model_config` fields the source has not got (e.g. `shift_logits:
+    true`, Dream's choice of keeping the AR head's next-token habit; `noise_schedule`) are added; the source's own
+    fields (its shape) always win."""
+    source_type = source_model_type(arguments.model_name_or_path)
+    if source_type not in ADAPTABLE_CAUSAL_LMS:
+        raise ValueError(f"model_name_or_path={arguments.model_name_or_path!r} is a {source_type!r} model; a masked "
+                         f"diffusion model can be adapted from {list(ADAPTABLE_CAUSAL_LMS)} checkpoints (same blocks, "
+                         "weights one to one), or loaded from one of ours.")
+    family = family_of(arguments.model)
+    source = AutoConfig.from_pretrained(arguments.model_name_or_path).to_dict()
+    names = config_field_names(arguments.model)
+    # The source's own fields (its shape) win; model_config supplies the diffusion fields a causal LM has not got.
+    fields = arguments.config_fields() | {key: value for key, value in source.items()
+                                          if key in names and key not in ("architectures", "auto_map")}
+    mask_token_id, vocab_size = tokenizer.mask_token_id, source["vocab_size"]
+    # Loaded at the source's vocabulary size (MASK parked on its last id if it lies beyond), then grown for MASK.
+    fields |= dict(vocab_size=vocab_size, mask_token_id=mask_token_id if mask_token_id < vocab_size else vocab_size - 1,
+                   bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                   pad_token_id=tokenizer.pad_token_id)
+    fields.pop("model_type", None)
+    model = family.model_class.from_pretrained(arguments.model_name_or_path, config=family.config_class(**fields))
+    if vocab_size < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=arguments.pad_vocab_to_multiple_of)
+    model.config.mask_token_id = mask_token_id
+    return model
