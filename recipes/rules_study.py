@@ -2,7 +2,9 @@
 
     python recipes/rules_study.py                                   # recipes/rules/cpu.yaml: ~1.5 h on 2 CPU cores
     python recipes/rules_study.py recipes/rules/paper.yaml          # 35 rules, 400 / 4000 per rule, 384 x 12 (GPU)
-    python recipes/rules_study.py recipes/rules/cpu.yaml --output_dir outputs/x --runs diffusion_400
+    python recipes/rules_study.py recipes/rules/cpu.yaml --output_dir outputs/x --runs diffusion_400_seed0
+    python recipes/rules_study.py --train_only --runs ar_400_seed1    # train now, measure in a later call
+    python recipes/rules_study.py --report_only                         # the report of what is measured so far
 
 Each run trains with `accelerate launch recipes/train.py` (the study's `accelerate_config` picks DDP, DeepSpeed, ...)
 and is then evaluated in this process. Run the same command again to resume: runs with a results.json are kept,
@@ -29,15 +31,19 @@ DEFAULT_CONFIG = Path(__file__).parent / "rules" / "cpu.yaml"
 TRAIN_SCRIPT = Path(__file__).parent / "train.py"
 
 
-def parse_config(argv: list[str]) -> tuple[StudyConfig, list[str] | None, bool]:
+def parse_config(argv: list[str]) -> tuple[StudyConfig, list[str] | None, str | None]:
     """A YAML config (default recipes/rules/cpu.yaml), then `--field value` overrides (values read as YAML, so
-    `--samples_per_rule [100,1000]` works); `--runs a b` restricts the study to some runs."""
+    `--samples_per_rule [100,1000]` works); `--runs a b` restricts the study to some runs; the mode is "train_only",
+    "report_only" or None (train and measure)."""
     config_path = argv[0] if argv and argv[0].endswith((".yaml", ".yml")) else str(DEFAULT_CONFIG)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      usage="%(prog)s [config.yaml] [--field value ...] [--runs NAME ...]")
     parser.add_argument("--runs", nargs="+", default=None, help="Only these runs (e.g. diffusion_400_seed0).")
     parser.add_argument("--train_only", action="store_true",
                         help="Train the runs and stop; a later call without the flag measures them.")
+    parser.add_argument("--report_only", action="store_true",
+                        help="Train and measure nothing new: the report (and the exact-sampler check) of the runs "
+                             "measured so far.")
     args, overrides = parser.parse_known_args(argv[1:] if argv and argv[0] == config_path else argv)
     values = yaml.safe_load(Path(config_path).read_text()) or {}
     if len(overrides) % 2 or not all(flag.startswith("--") for flag in overrides[::2]):
@@ -47,7 +53,10 @@ def parse_config(argv: list[str]) -> tuple[StudyConfig, list[str] | None, bool]:
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ValueError(f"{config_path}: unknown study field(s) {unknown}; known fields: {sorted(known)}.")
-    return StudyConfig(**values), args.runs, args.train_only
+    if args.train_only and args.report_only:
+        raise ValueError("--train_only and --report_only exclude each other.")
+    return StudyConfig(**values), args.runs, "train_only" if args.train_only else "report_only" if args.report_only \
+        else None
 
 
 def train_command(config: StudyConfig, run_dir: Path) -> list[str]:
@@ -94,17 +103,17 @@ def evaluate(config: StudyConfig, run: dict, run_dir: Path) -> dict:
     return result
 
 
-def exact_sampler(config: StudyConfig, result: dict, run_dir: Path) -> dict:
+def exact_sampler(config: StudyConfig, result: dict, run_dir: Path, measured: list[str]) -> dict:
     from hf_diffusion_lm import MaskedDiffusionForLM
     from hf_diffusion_lm.rules import RuleTokenizer
 
     print(f"[study] exact ancestral sampler on {result['name']}", flush=True)
     model = MaskedDiffusionForLM.from_pretrained(run_dir).to(device())
-    return exact_sampler_check(model, RuleTokenizer.from_pretrained(run_dir), config, result)
+    return exact_sampler_check(model, RuleTokenizer.from_pretrained(run_dir), config, result, measured)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    config, only, train_only = parse_config(sys.argv[1:] if argv is None else argv)
+    config, only, mode = parse_config(sys.argv[1:] if argv is None else argv)
     output_dir = Path(config.output_dir)
     runs = config.runs()
     unknown = sorted(set(only or ()) - {run["name"] for run in runs})
@@ -117,7 +126,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"[study] {run['name']}: finished, kept", flush=True)
             results.append(json.loads((run_dir / RESULTS_FILE).read_text()))
             continue
-        if only is not None and run["name"] not in only or out_of_time:
+        if only is not None and run["name"] not in only or out_of_time or mode == "report_only":
             continue
         remaining = None if config.time_limit_seconds is None else \
             config.time_limit_seconds - (time.perf_counter() - study_started)
@@ -135,7 +144,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                       "again to continue.", flush=True)
                 out_of_time = True
                 continue
-        if train_only:
+        if mode == "train_only":
             continue
         trained = time.perf_counter()
         result = evaluate(config, run, run_dir)
@@ -146,10 +155,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 shutil.rmtree(checkpoint)
         results.append(result)
     exact_path = output_dir / EXACT_SAMPLER_FILE
-    if config.exact_sampler_samples and len(results) == len(runs) and not exact_path.exists():
+    # A call of the whole study (not --runs) checks the exact sampler once, on the best diffusion run measured so far.
+    if config.exact_sampler_samples and only is None and results and not exact_path.exists():
         best = best_diffusion_run(results)
         if best is not None:
-            write_json(exact_path, exact_sampler(config, best, output_dir / "runs" / best["name"]))
+            measured = [r["name"] for r in results]
+            write_json(exact_path, exact_sampler(config, best, output_dir / "runs" / best["name"], measured))
     if results:
         paths = write_study_report(results, output_dir)
         print(f"[study] {len(results)}/{len(runs)} runs done; table: {paths['markdown']}", flush=True)

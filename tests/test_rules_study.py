@@ -172,9 +172,12 @@ def test_study_driver_rejects_unknown_fields_and_runs(tmp_path):
 
 def test_study_driver_reads_overrides_without_a_config():
     driver = load_driver()
-    config, runs, train_only = driver.parse_config(["--output_dir", "elsewhere", "--runs", "ar_400"])
+    config, runs, mode = driver.parse_config(["--output_dir", "elsewhere", "--runs", "ar_400"])
     assert config.output_dir == "elsewhere" and runs == ["ar_400"]
-    assert config.rules == [0, 10, 13, 20] and not train_only  # the default config, recipes/rules/cpu.yaml
+    assert config.rules == [0, 10, 13, 20] and mode is None  # the default config, recipes/rules/cpu.yaml
+    assert driver.parse_config(["--report_only"])[2] == "report_only"
+    with pytest.raises(ValueError, match="exclude each other"):
+        driver.parse_config(["--report_only", "--train_only"])
 
 
 def test_a_seed_list_gives_one_run_per_seed_and_the_aggregate_equals_the_per_seed_figures():

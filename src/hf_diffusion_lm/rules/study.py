@@ -78,8 +78,8 @@ class StudyConfig:
     # Likelihood-ranked completion: the best of `ranked_candidates` sampled completions (0: not measured).
     ranked_candidates: int = 4
     ranked_mc_samples: int = 8  # stratified ELBO rows per diffusion candidate
-    # Once every run is measured: this many samples of the best diffusion run (lowest validation loss) with the exact
-    # ancestral sampler, one token per network call, beside its parallel samplers (0: skipped).
+    # This many samples of the best diffusion run measured (lowest validation loss) with the exact ancestral sampler,
+    # one token per network call, beside its parallel samplers; once, by a call of the whole study (0: skipped).
     exact_sampler_samples: int = 0
     # Wall-clock budget of one call of the study (short device windows): training stops with a checkpoint when it runs
     # out and no new run starts; the same command continues. Evaluation is not cut, so leave room for it.
@@ -322,17 +322,17 @@ def best_diffusion_run(results: list[dict]) -> dict | None:
     return min(diffusion, key=lambda r: r["validation_loss"]) if diffusion else None
 
 
-def exact_sampler_check(model, tokenizer, config: StudyConfig, result: dict) -> dict:
+def exact_sampler_check(model, tokenizer, config: StudyConfig, result: dict, measured: list[str]) -> dict:
     """`exact_sampler_samples` unconditional samples of a trained diffusion run with the ancestral sampler at one
     token per network call: the exact sampler of the model's conditionals, against which the run's parallel
-    samplers (several tokens per call) are an approximation."""
+    samplers (several tokens per call) are an approximation. `measured`: the runs it was chosen from."""
     model.eval()
     seed = result["seed"]
     train = training_samples(config, result["samples_per_rule"], seed)
     settings = {"remasking": "random", "do_sample": True, "steps": tokenizer.sample_length}
     generated = sample_unconditionally(model, tokenizer, config.exact_sampler_samples, config.generation_batch_size,
                                        seed, **settings)
-    return {"run": result["name"], "validation_loss": result["validation_loss"],
+    return {"run": result["name"], "validation_loss": result["validation_loss"], "runs_measured": measured,
             "exact": {**consistency_report(generated, train), "settings": settings},
             "parallel": {name: {k: v for k, v in m.items() if k != "memorization"}
                          for name, m in result["unconditional"].items()}}
