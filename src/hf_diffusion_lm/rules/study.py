@@ -389,8 +389,8 @@ def results_table(results: list[dict], exact: dict | None = None) -> str:
               "Each run measured at its checkpoints (same schedule for every model): validation loss (diffusion: the "
               "ELBO bound), the first sampler's AnyValid / C3 / C3 over novel samples with 95% intervals, and greedy "
               "completion by the first way.", "",
-              "| run | step | val loss | sampler (n) | AnyValid | C3 | C3 novel (n) | completion method | completion all | "
-              "trained | held-out | per rule |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| run | step | val loss | sampler (n) | AnyValid | C3 | C3 novel (n) | completion method | "
+              "completion all | trained | held-out | per rule |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         for point in r.get("curve", []):
             m, acc = point["unconditional"], point["completion"]
@@ -401,7 +401,8 @@ def results_table(results: list[dict], exact: dict | None = None) -> str:
                          f"{interval(acc, 'all')} | {_fmt(acc['trained'])} | {_fmt(acc['heldout'])} | {per_rule} |")
     if exact is not None:
         lines += ["", f"## Exact sampler ({exact['run']}, the best diffusion run by validation loss)", "",
-                  "| sampler | network calls | samples | AnyValid | C3 | C3 novel (n) | C2 |", "|---|---|---|---|---|---|---|"]
+                  "| sampler | network calls | samples | AnyValid | C3 | C3 novel (n) | C2 |",
+                  "|---|---|---|---|---|---|---|"]
         for name, m in [("exact ancestral", exact["exact"]), *exact["parallel"].items()]:
             lines.append(f"| {name} | {m['settings'].get('steps', 'one per token')} | {m['samples']} | "
                          f"{interval(m, 'anyvalid')} | {interval(m, 'c3')} | {interval(m, 'c3_novel')} "
@@ -502,8 +503,9 @@ def plot_curves(results: list[dict], output_dir: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = (("validation loss", lambda p: p.get("validation_loss")), ("AnyValid", lambda p: p["unconditional"]["anyvalid"]),
-              ("C3", lambda p: p["unconditional"]["c3"]), ("C3 novel", lambda p: p["unconditional"]["c3_novel"]),
+    panels = (("validation loss", lambda p: p.get("validation_loss")),
+              ("AnyValid", lambda p: p["unconditional"]["anyvalid"]), ("C3", lambda p: p["unconditional"]["c3"]),
+              ("C3 novel", lambda p: p["unconditional"]["c3_novel"]),
               ("completion (greedy)", lambda p: p["completion"]["all"]))
     groups = {}
     for r in results:
