@@ -89,6 +89,19 @@ def complete_last_panels(model, tokenizer, samples: np.ndarray, batch_size: int 
     return (samples, completed) if return_ids else samples
 
 
+def sampled_completion(model, tokenizer, samples: np.ndarray, batch_size: int = 64, sampling_seed: int = 0,
+                       return_ids: bool = False, **generate_kwargs):
+    """`complete_last_panels` sampling at temperature 1, reproducibly: a diffusion model seeds its sampler with
+    `sampling_seed`, a causal model draws from the global torch generator seeded with it (a `seed` in
+    `generate_kwargs` is then the any-order infilling's own, passed on)."""
+    if is_diffusion_model(model):
+        generate_kwargs["seed"] = sampling_seed
+    else:
+        torch.manual_seed(sampling_seed)
+    return complete_last_panels(model, tokenizer, samples, batch_size, return_ids=return_ids, do_sample=True,
+                                **generate_kwargs)
+
+
 def likelihood_ranked_completion(model, tokenizer, samples: np.ndarray, candidates: int = 4, batch_size: int = 64,
                                  seed: int = 0, mc_samples: int = 8, return_ids: bool = False, **generate_kwargs):
     """samples `[N, 3, 3, 9, 3]` with their last panel replaced by the best of `candidates` sampled completions, best
@@ -102,13 +115,8 @@ def likelihood_ranked_completion(model, tokenizer, samples: np.ndarray, candidat
     answer = panel_tokens(tokenizer)
     drafts, scores = [], []
     for k in range(candidates):
-        if is_diffusion_model(model):
-            kwargs = {"do_sample": True, "seed": seed + k}
-        else:
-            torch.manual_seed(seed + k)
-            kwargs = {"do_sample": True}
-        _, ids = complete_last_panels(model, tokenizer, samples, batch_size, return_ids=True,
-                                      **{**generate_kwargs, **kwargs})
+        _, ids = sampled_completion(model, tokenizer, samples, batch_size, seed + k, return_ids=True,
+                                    **generate_kwargs)
         tokens = torch.as_tensor(ids)
         estimates = continuation_log_likelihood(model, tokens[:, :-answer], tokens[:, -answer:],
                                                 mc_samples=mc_samples, batch_size=batch_size, seed=seed)

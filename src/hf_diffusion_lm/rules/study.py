@@ -27,7 +27,7 @@ from .generator import fresh_samples, generate_samples, sample_keys
 from .instances import HELDOUT_RULES, NUM_RULES
 from .memorization import memorization_rates
 from .model_metrics import (complete_last_panels, consistency_report, empty_panel_rate, likelihood_ranked_completion,
-                            sample_unconditionally)
+                            sample_unconditionally, sampled_completion)
 from .render import render_samples
 
 MODEL_CLASSES = tuple(FAMILIES)
@@ -71,8 +71,8 @@ class StudyConfig:
     pictures_per_sampler: int = 6
     keep_checkpoints: bool = False  # the final model is always kept; intermediate checkpoints go once evaluated
     seeds: list[int] = field(default_factory=lambda: [0])  # one run per seed: data, initialisation and sampling
-    # Equal-compute curves: the checkpoints at these optimizer steps are measured too (first diffusion sampler, greedy
-    # and sampled completion) with `curve_unconditional_samples` samples; every one must be a saved checkpoint.
+    # Equal-compute curves: the checkpoints at these optimizer steps are measured too (the first sampler with
+    # `curve_unconditional_samples` samples, greedy completion by the first way); every one must be a saved checkpoint.
     curve_steps: list[int] = field(default_factory=list)
     curve_unconditional_samples: int = 300
     # Likelihood-ranked completion: the best of `ranked_candidates` sampled completions (0: not measured).
@@ -221,11 +221,7 @@ def complete(model, tokenizer, config: StudyConfig, method: dict, test: np.ndarr
         return likelihood_ranked_completion(model, tokenizer, test, config.ranked_candidates, batch, seed,
                                             config.ranked_mc_samples, infill=method["infill"], **kwargs)
     if method["decoding"] == "sampled":
-        kwargs |= {"do_sample": True, **({"seed": seed} if diffusion else {})}
-        if not diffusion:
-            import torch
-
-            torch.manual_seed(seed)
+        return sampled_completion(model, tokenizer, test, batch, seed, infill=method["infill"], **kwargs)
     return complete_last_panels(model, tokenizer, test, batch, infill=method["infill"], **kwargs)
 
 
@@ -304,9 +300,8 @@ def curve(result: dict, points: list[dict]) -> list[dict]:
     """The run's curve: its checkpoint points and the final measurement (same sampler and method), each with the
     validation loss logged at that step, in step order."""
     validation = {h["step"]: h["eval_loss"] for h in result["log_history"] if "eval_loss" in h}
-    first = points[0] if points else None
-    sampler = first["sampler"] if first else next(iter(result["unconditional"]))
-    method = first["method"] if first else next(iter(result["completion"]))
+    # curve_point measures the first sampler and the first method (greedy by the first way), as listed here
+    sampler, method = next(iter(result["unconditional"])), next(iter(result["completion"]))
     final = {"step": result["steps"], "sampler": sampler, "unconditional": result["unconditional"][sampler],
              "method": method, "completion": result["completion"][method]}
     return [{**point, "validation_loss": validation.get(point["step"])}

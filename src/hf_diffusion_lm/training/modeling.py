@@ -87,29 +87,26 @@ def source_model_type(model_name_or_path: str) -> str | None:
 
 def adapt_causal_lm(arguments: ModelArguments, tokenizer):
     """A `MaskedDiffusionForLM` initialised from a Llama-family causal LM (the DiffuLLaMA / Dream recipe): the same
-    blocks with the same weights, attention made bidirectional, a MASK token added to the embeddings when the
-    vocabulary has no room for the tokenizer's. `model_config` fields the source has not got (e.g. `shift_logits:
+    blocks with the same weights, attention made bidirectional, the tokenizer's MASK id set (`build_model` adds its
+    embedding when the vocabulary has no room for it). `model_config` fields the source has not got (e.g. `shift_logits:
     true`, Dream's choice of keeping the AR head's next-token habit; `noise_schedule`) are added; the source's own
     fields (its shape) always win."""
-    source_type = source_model_type(arguments.model_name_or_path)
-    if source_type not in ADAPTABLE_CAUSAL_LMS:
-        raise ValueError(f"model_name_or_path={arguments.model_name_or_path!r} is a {source_type!r} model; a masked "
-                         f"diffusion model can be adapted from {list(ADAPTABLE_CAUSAL_LMS)} checkpoints (same blocks, "
-                         "weights one to one), or loaded from one of ours.")
-    family = family_of(arguments.model)
     source = AutoConfig.from_pretrained(arguments.model_name_or_path).to_dict()
+    if source["model_type"] not in ADAPTABLE_CAUSAL_LMS:
+        raise ValueError(f"model_name_or_path={arguments.model_name_or_path!r} is a {source['model_type']!r} model; a "
+                         f"masked diffusion model can be adapted from {list(ADAPTABLE_CAUSAL_LMS)} checkpoints (same "
+                         "blocks, weights one to one), or loaded from one of ours.")
+    family = family_of(arguments.model)
     names = config_field_names(arguments.model)
     # The source's own fields (its shape) win; model_config supplies the diffusion fields a causal LM has not got.
     fields = arguments.config_fields() | {key: value for key, value in source.items()
                                           if key in names and key not in ("architectures", "auto_map")}
     mask_token_id, vocab_size = tokenizer.mask_token_id, source["vocab_size"]
-    # Loaded at the source's vocabulary size (MASK parked on its last id if it lies beyond), then grown for MASK.
+    # Loaded at the source's vocabulary size (MASK parked on its last id while it lies beyond).
     fields |= dict(vocab_size=vocab_size, mask_token_id=mask_token_id if mask_token_id < vocab_size else vocab_size - 1,
                    bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                    pad_token_id=tokenizer.pad_token_id)
     fields.pop("model_type", None)
     model = family.model_class.from_pretrained(arguments.model_name_or_path, config=family.config_class(**fields))
-    if vocab_size < len(tokenizer):
-        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=arguments.pad_vocab_to_multiple_of)
-    model.config.mask_token_id = mask_token_id
+    model.config.mask_token_id = mask_token_id  # build_model then grows the embeddings to the tokenizer
     return model
