@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 from transformers import GenerationConfig
-from transformers.generation import LogitsProcessor, LogitsProcessorList
+from transformers.generation import CompileConfig, LogitsProcessor, LogitsProcessorList
 
 from hf_diffusion_lm import MaskedDiffusionConfig, MaskedDiffusionForLM, PermutedCausalConfig, PermutedCausalLM
 from hf_diffusion_lm.generation_masked_diffusion import (
@@ -114,12 +114,44 @@ def test_block_cache_gives_exact_hidden_states_while_the_canvas_is_unchanged(dif
     mask = torch.cat([PADDING, torch.ones(2, 8, dtype=torch.long)], 1)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
-        exact = ExactDenoiser(diffusion_model, mask, positions, 6, 10)(canvas)
-        cached = CachedDenoiser(diffusion_model, mask, positions, 6, 10, mode)
+        exact = ExactDenoiser(diffusion_model, diffusion_model.model, mask, positions, 6, 10)(canvas)
+        cached = CachedDenoiser(diffusion_model, diffusion_model.model, mask, positions, 6, 10, mode)
         first, second, third = cached(canvas), cached(canvas), cached(canvas)
     torch.testing.assert_close(first, exact)
     torch.testing.assert_close(second, exact, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(third, second)  # the cache is restored after each step
+
+
+def counting_backend(graphs: list):
+    """A `torch.compile` backend that runs the traced graph as is and appends it to `graphs`: one per
+    (re)compilation. A function, not an object: `CompileConfig.to_dict` deep-copies objects but not functions."""
+
+    def backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    return backend
+
+
+@pytest.mark.parametrize("block_cache", ["none", "prefix", "dual"])
+def test_compiled_denoiser_gives_the_eager_sample_and_does_not_recompile_per_step(diffusion_model, block_cache):
+    options = dict(max_new_tokens=16, block_length=4, block_cache=block_cache, do_sample=True, remasking="random", seed=3)
+    graphs = {}
+    for steps in (8, 16):
+        torch._dynamo.reset()
+        traced = []
+        compile_config = CompileConfig(backend=counting_backend(traced), mode=None)
+        compiled = diffusion_model.generate(
+            PROMPTS, attention_mask=PADDING, steps=steps, compile_config=compile_config, **options
+        )
+        eager = diffusion_model.generate(PROMPTS, attention_mask=PADDING, steps=steps, **options)
+        assert torch.equal(compiled, eager)
+        graphs[steps] = len(traced)
+    # Twice the steps, the same graphs: shapes change per block at most (the first block also holds the prompt's
+    # holes; "prefix" grows its cache per block), never per step.
+    assert graphs[8] == graphs[16] == (1 if block_cache == "none" else 3)
+    assert "_compiled_backbone" not in dict(diffusion_model.named_modules())
+    assert not any("_orig_mod" in name for name in diffusion_model.state_dict())
 
 
 def test_same_seed_same_sample_and_global_seed_reproducibility(diffusion_model):

@@ -75,6 +75,12 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
             block are computed once per block and reused (Fast-dLLM prefix cache). `"dual"`: those right of the block
             too, so a step only runs the block. Cached modes are approximate: the cached keys do not see tokens
             committed later in the block.
+        compile_config (`CompileConfig`, *optional*):
+            transformers' own field: when set (and `disable_compile` is False) the backbone's call is compiled with
+            `torch.compile` through `get_compiled_call`. Without a block cache every step sees the same canvas shape,
+            so nothing recompiles; with one, each block's first (whole-canvas) call and its later calls are two
+            shapes ("dual": the same two for every block). Compilation takes seconds to a minute, so it pays off for
+            many samples. Opt-in, unlike transformers' static-cache auto-compile. `mode="default"` on a CPU.
         suppress_eos (`bool`, *optional*, defaults to `False`):
             Never propose EOS (LLaDA's `logits_eos_inf`).
         seed (`int`, *optional*):
@@ -238,14 +244,16 @@ def pad_after_eos(canvas, holes, eos_ids, pad_token_id) -> torch.BoolTensor:
 class ExactDenoiser:
     """Runs the whole canvas each call; returns the hidden states `[B, W, hidden]` of the block's W positions (the
     sampler applies the LM head only where a MASK is left: with a large vocabulary the head costs more than the
-    backbone)."""
+    backbone). `backbone` is `model.model` or its compiled call: every call of a block sees the same shapes, so a
+    compiled backbone is traced once per shape, not once per step."""
 
-    def __init__(self, model, attention_mask, position_ids, start, end):
-        self.model, self.attention_mask, self.position_ids = model, attention_mask, position_ids
+    def __init__(self, model, backbone, attention_mask, position_ids, start, end):
+        self.model, self.backbone = model, backbone
+        self.attention_mask, self.position_ids = attention_mask, position_ids
         self.block = slice(start, end)
 
     def __call__(self, canvas):
-        hidden = self.model.model(
+        hidden = self.backbone(
             input_ids=canvas, attention_mask=self.attention_mask, position_ids=self.position_ids
         ).last_hidden_state
         return self.model.prediction_states(hidden)[:, self.block]
@@ -257,8 +265,8 @@ class CachedDenoiser(ExactDenoiser):
     against them. Attention is bidirectional and RoPE is applied before caching, so the cached keys need not be in
     sequence order: the block's new keys are appended after them."""
 
-    def __init__(self, model, attention_mask, position_ids, start, end, mode):
-        super().__init__(model, attention_mask, position_ids, start, end)
+    def __init__(self, model, backbone, attention_mask, position_ids, start, end, mode):
+        super().__init__(model, backbone, attention_mask, position_ids, start, end)
         length = position_ids.shape[-1]
         kept = torch.arange(start) if mode == "prefix" else torch.cat([torch.arange(start), torch.arange(end, length)])
         self.kept = kept.to(position_ids.device)
@@ -268,7 +276,7 @@ class CachedDenoiser(ExactDenoiser):
     def __call__(self, canvas):
         if self.cache is None:
             cache = DynamicCache(config=self.model.config)
-            hidden = self.model.model(
+            hidden = self.backbone(
                 input_ids=canvas,
                 attention_mask=self.attention_mask,
                 position_ids=self.position_ids,
@@ -278,18 +286,22 @@ class CachedDenoiser(ExactDenoiser):
             self.cache = DynamicCache(config=self.model.config)
             for layer_idx, (keys, values, *_) in enumerate(cache):
                 self.cache.update(keys[:, :, self.kept], values[:, :, self.kept], layer_idx)
+            self.kept_states = [(layer.keys, layer.values) for layer in self.cache.layers]
             return hidden[:, self.block]
         attention_mask = self.attention_mask
         if attention_mask is not None:  # same key order as the cache: kept positions, then the fed ones
             attention_mask = torch.cat([attention_mask[:, self.kept], attention_mask[:, self.fed]], dim=1)
-        hidden = self.model.model(
+        hidden = self.backbone(
             input_ids=canvas[:, self.fed],
             attention_mask=attention_mask,
             position_ids=self.position_ids[:, self.fed],
             cache=self.cache,
             use_cache=True,
         ).last_hidden_state
-        self.cache.crop(-(self.fed.stop - self.fed.start))  # drop the block's keys again: they change every step
+        # Drop the block's keys again (they change every step) by restoring the kept tensors themselves: a cropped
+        # view would have other strides at every later step, and a compiled backbone would recompile for them.
+        for layer, (keys, values) in zip(self.cache.layers, self.kept_states):
+            layer.keys, layer.values = keys, values
         return hidden[:, : self.block.stop - self.block.start]
 
 
@@ -362,11 +374,14 @@ class MaskedDiffusionGenerationMixin:
         num_forward_passes = step_index = 0
         if streamer is not None:
             streamer.put(canvas[:, : blocks[0][0]].cpu())
+        backbone = self.model
+        if config.compile_config is not None and not config.disable_compile:
+            backbone = self.compiled_backbone(config.compile_config)
         for start, end in blocks:
             if config.block_cache == "none":
-                denoiser = ExactDenoiser(self, padding_mask, position_ids, start, end)
+                denoiser = ExactDenoiser(self, backbone, padding_mask, position_ids, start, end)
             else:
-                denoiser = CachedDenoiser(self, padding_mask, position_ids, start, end, config.block_cache)
+                denoiser = CachedDenoiser(self, backbone, padding_mask, position_ids, start, end, config.block_cache)
             block, block_commits = canvas[:, start:end], commit_step[:, start:end]  # views: updated in place
             num_at_start = (block == mask_id).sum(-1)
             canvas_changed = True
@@ -411,6 +426,17 @@ class MaskedDiffusionGenerationMixin:
             commit_step=commit_step,
             num_forward_passes=num_forward_passes,
         )
+
+    def compiled_backbone(self, compile_config):
+        """`torch.compile` of the backbone's call, kept across `generate` calls until the config changes (as
+        `PreTrainedModel.get_compiled_call` does for the whole model; the sampler runs only the backbone, then the head
+        on the positions still masked)."""
+        # A tuple, so that the compiled wrapper is not registered as a submodule (nor saved in the state dict).
+        kept_config, compiled = getattr(self, "_compiled_backbone", (None, None))
+        if kept_config != compile_config:
+            compiled = torch.compile(self.model.__call__, **compile_config.to_dict())
+            self._compiled_backbone = (compile_config, compiled)
+        return compiled
 
     def adjust_generation_fn(
         self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path, **loading_kwargs

@@ -174,8 +174,12 @@ class BackboneModel(BackbonePreTrainedModel):
 def check_token_ids(name: str, ids: torch.Tensor, vocab_size: int, ignore_index: int | None = None) -> None:
     """Raise a `ValueError` naming the offending value when `ids` holds an id outside `[0, vocab_size)`.
 
-    On a GPU an out-of-range id would otherwise surface as an opaque device-side assert.
+    On a GPU an out-of-range id would otherwise surface as an opaque device-side assert. Skipped inside
+    `torch.compile`: reading the verdict back is a data-dependent branch that would split the compiled graph at every
+    call (the eager forward, generate and the data pipeline still check).
     """
+    if torch.compiler.is_compiling():
+        return
     valid = (ids >= 0) & (ids < vocab_size)
     if ignore_index is not None:
         valid |= ids == ignore_index

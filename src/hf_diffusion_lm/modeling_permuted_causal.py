@@ -97,7 +97,11 @@ class PermutedCausalLM(BackbonePreTrainedModel, PermutedCausalGenerationMixin):
                 "use shorter sequences or a config with a longer order_length."
             )
         orders = self.token_orders
-        return orders[orders < seq_length].view(orders.shape[0], seq_length)
+        # Drop the positions >= seq_length, keeping the others' relative order: a stable sort moves them to the end.
+        # (A boolean-mask selection would give the same but with a data-dependent shape, which torch.compile cannot
+        # keep in one graph.)
+        kept_first = torch.sort((orders >= seq_length).int(), dim=1, stable=True).indices[:, :seq_length]
+        return orders.gather(1, kept_first)
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
@@ -180,7 +184,8 @@ class PermutedCausalLM(BackbonePreTrainedModel, PermutedCausalGenerationMixin):
         reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
         batch_size, seq_length = reference.shape
         order_index = torch.as_tensor(order_index, device=reference.device).expand(batch_size)
-        if bool(((order_index < 0) | (order_index >= self.config.num_orders)).any()):
+        out_of_range = (order_index < 0) | (order_index >= self.config.num_orders)
+        if not torch.compiler.is_compiling() and bool(out_of_range.any()):
             raise ValueError(f"order_index {order_index.tolist()} must lie in [0, num_orders={self.config.num_orders}).")
         order = self.orders_for_length(seq_length)[order_index]
         if input_ids is not None:
