@@ -3,13 +3,13 @@ the likelihood estimators run with them, the card says what the adapter is, and 
 single-process losses."""
 
 import json
-import sys
 
 import pytest
 import torch
 
 from hf_diffusion_lm import FAMILIES
 from hf_diffusion_lm.evaluation.likelihood import continuation_log_likelihood
+from conftest import load_recipe
 from test_distributed import accelerate, run
 
 DATA = ["--samples_per_rule", "8", "--rules", "0", "3", "--validation_samples_per_rule", "3",
@@ -19,9 +19,13 @@ DATA = ["--samples_per_rule", "8", "--rules", "0", "3", "--validation_samples_pe
 LORA = ["--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--lora_dropout", "0", "--learning_rate", "0.05"]
 
 
-def train(folder, tmp_path, *flags, launcher=(sys.executable,), batch_size=8) -> list[float]:
-    run([*launcher, "recipes/train.py", *DATA, *flags, "--per_device_train_batch_size", str(batch_size),
-         "--output_dir", str(folder)], tmp_path)
+def train(folder, tmp_path, *flags, launcher=None, batch_size=8) -> list[float]:
+    """recipes/train.py in this process, or under `launcher` (e.g. accelerate launch) in a subprocess."""
+    argv = [*DATA, *flags, "--per_device_train_batch_size", str(batch_size), "--output_dir", str(folder)]
+    if launcher is None:
+        load_recipe("train").main(argv)
+    else:
+        run([*launcher, "recipes/train.py", *argv], tmp_path)
     return [entry["loss"] for entry in json.loads((folder / "trainer_state.json").read_text())["log_history"]
             if "loss" in entry]
 
