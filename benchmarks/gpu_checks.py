@@ -7,7 +7,9 @@
    against eager, for both families, in float32 and under bf16 autocast, with left padding in the batch.
 2. Training step throughput under bf16 autocast (what `--bf16` gives the Trainer), tokens/s and model FLOPs
    utilisation MFU = 6 N tokens/s / peak, with N the non-embedding parameters plus the head (the FLOPs count of
-   `hf_diffusion_lm.flops`), next to `LlamaForCausalLM` of the same shape.
+   `hf_diffusion_lm.flops`), next to `LlamaForCausalLM` of the same shape; eager and `torch.compile`d (what
+   `--torch_compile true` gives the Trainer), at the rule study's size, GPT-2 small and the 425M shape of the
+   data-constrained sweeps (1280 wide, 18 layers, 10 heads). Target: MFU >= 40% compiled.
 """
 
 import argparse
@@ -98,10 +100,11 @@ def time_train_steps(model, batch, seq, vocab, device, steps=20, warmup=5) -> fl
     return statistics.median(times)
 
 
-def check_throughput(device, shapes) -> list[str]:
+def check_throughput(device, shapes, compile_modes=(None, "default")) -> list[str]:
     name = torch.cuda.get_device_name()
     peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
     lines = [f"device {name}; peak bf16 dense {peak} TFLOP/s"]
+    print(lines[0], flush=True)
     for hidden, layers, heads, vocab, seq, batch in shapes:
         kwargs = shape(hidden, layers, heads, vocab, seq)
         models = {"llama": LlamaForCausalLM(LlamaConfig(**kwargs, tie_word_embeddings=True)),
@@ -110,11 +113,16 @@ def check_throughput(device, shapes) -> list[str]:
         for family, model in models.items():
             model = model.to(device).train()
             non_embedding = model.num_parameters(exclude_embeddings=True) + hidden * vocab  # head FLOPs count
-            seconds = time_train_steps(model, batch, seq, vocab, device)
-            tokens = batch * seq / seconds
-            mfu = 6 * non_embedding * tokens / (peak * 1e12) if peak else float("nan")
-            lines.append(f"width {hidden} x {layers} layers, seq {seq}, batch {batch}, {family:16s}: "
-                         f"{seconds * 1e3:7.1f} ms/step, {tokens:10,.0f} tokens/s, MFU {mfu:.1%}")
+            for mode in compile_modes:
+                torch.manual_seed(0)
+                step_model = model if mode is None else torch.compile(model, mode=mode)
+                seconds = time_train_steps(step_model, batch, seq, vocab, device)
+                tokens = batch * seq / seconds
+                mfu = 6 * non_embedding * tokens / (peak * 1e12) if peak else float("nan")
+                lines.append(f"width {hidden} x {layers} layers, seq {seq}, batch {batch}, {family:16s} "
+                             f"{'eager' if mode is None else 'compiled':8s}: {seconds * 1e3:7.1f} ms/step, "
+                             f"{tokens:10,.0f} tokens/s, MFU {mfu:.1%}")
+                print(lines[-1], flush=True)
             del model
             torch.cuda.empty_cache()
     return lines
@@ -129,8 +137,9 @@ def main():
     device = torch.device("cuda")
     print("\n".join(check_attention(device)), flush=True)
     if not args.skip_mfu:
-        # the paper's rule-study size (attribute tokens: 244 per sample) and GPT-2-small-like at 1024 tokens
-        print("\n".join(check_throughput(device, [(384, 12, 6, 33, 244, 64), (768, 12, 12, 50304, 1024, 16)])))
+        # the paper's rule-study size (attribute tokens: 244 per sample), GPT-2-small-like and 425M at 1024 tokens
+        check_throughput(device, [(384, 12, 6, 33, 244, 64), (768, 12, 12, 50304, 1024, 16),
+                                  (1280, 18, 10, 50304, 1024, 8)])
 
 
 if __name__ == "__main__":
