@@ -148,8 +148,9 @@ def sample_unconditionally(model, tokenizer, num_samples: int, batch_size: int =
             out = model.generate(canvas, seed=seed + start, num_return_sequences=rows, **kwargs)
         else:
             torch.manual_seed(seed + start)
-            out = model.generate(bos, max_new_tokens=length, min_new_tokens=length, do_sample=True, top_k=0,
-                                 pad_token_id=tokenizer.pad_token_id, **generate_kwargs)
+            out = model.generate(bos, attention_mask=torch.ones_like(bos), max_new_tokens=length,
+                                 min_new_tokens=length, do_sample=True, top_k=0, pad_token_id=tokenizer.pad_token_id,
+                                 **generate_kwargs)
         generated.append(out[:, : length + 1].cpu())
     generated = torch.cat(generated).numpy()
     samples = tokenizer.decode_samples(generated)
