@@ -77,10 +77,12 @@ class MaskedDiffusionGenerationConfig(GenerationConfig):
             committed later in the block.
         compile_config (`CompileConfig`, *optional*):
             transformers' own field: when set (and `disable_compile` is False) the backbone's call is compiled with
-            `torch.compile` through `get_compiled_call`. Without a block cache every step sees the same canvas shape,
-            so nothing recompiles; with one, each block's first (whole-canvas) call and its later calls are two
-            shapes ("dual": the same two for every block). Compilation takes seconds to a minute, so it pays off for
-            many samples. Opt-in, unlike transformers' static-cache auto-compile. `mode="default"` on a CPU.
+            `torch.compile(**compile_config.to_dict())`, kept on the model across calls. Every step of a block sees
+            the same shapes, so nothing recompiles per step: without a block cache there is one canvas shape; with
+            one, a block's first (whole-canvas) call and its later calls are two ("prefix" grows per block, and a
+            first block that also holds the prompt's holes is wider). Compilation takes seconds to a minute, so it
+            pays off for many samples. Opt-in, unlike transformers' static-cache auto-compile; `mode="default"` on
+            a CPU.
         suppress_eos (`bool`, *optional*, defaults to `False`):
             Never propose EOS (LLaDA's `logits_eos_inf`).
         seed (`int`, *optional*):

@@ -176,7 +176,7 @@ def check_token_ids(name: str, ids: torch.Tensor, vocab_size: int, ignore_index:
 
     On a GPU an out-of-range id would otherwise surface as an opaque device-side assert. Skipped inside
     `torch.compile`: reading the verdict back is a data-dependent branch that would split the compiled graph at every
-    call (the eager forward, generate and the data pipeline still check).
+    call. Eager forwards and `generate` still check; compiled, an out-of-range id fails in the embedding lookup.
     """
     if torch.compiler.is_compiling():
         return
