@@ -72,7 +72,8 @@ def measure(model, tokenizer, train, samples, batch, seed, options) -> dict:
 
 
 def pooled(parts: list[dict]) -> dict:
-    out = {"samples_per_second": sum(p[1] for p in (x["c3"] for x in parts)) / sum(x["seconds"] for x in parts),
+    samples = sum(x["c3"][1] for x in parts)
+    out = {"samples_per_second": samples / sum(x["seconds"] for x in parts),
            "calls_per_batch": float(np.mean([x["calls_per_batch"] for x in parts]))}
     for name in ("c3", "anyvalid"):
         successes, trials = sum(x[name][0] for x in parts), sum(x[name][1] for x in parts)
