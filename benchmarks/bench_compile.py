@@ -20,6 +20,7 @@ import time
 import torch
 from transformers.generation import CompileConfig
 
+from bench_train_step import synchronize, train_step  # the same step as the Llama comparison (this folder)
 from hf_diffusion_lm import MaskedDiffusionConfig, MaskedDiffusionForLM, PermutedCausalConfig, PermutedCausalLM
 
 
@@ -55,22 +56,12 @@ def shape(args):
     )
 
 
-def synchronize(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def timed(function, device):
     synchronize(device)
     start = time.perf_counter()
     function()
     synchronize(device)
     return time.perf_counter() - start
-
-
-def train_step(model, batch):
-    model.zero_grad(set_to_none=True)
-    model(input_ids=batch, labels=batch).loss.backward()
 
 
 def bench_training(args):
